@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create (or reuse) .venv and install the project with its declared dependencies.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[browser]'
+	touch $(STAMP)
+
+.PHONY: venv demo test browser bench
+venv: $(STAMP)
+
+# Headless Chromium + ChromeDriver from Debian, for the report's browser test.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+demo: $(STAMP)
+	$(BIN)/pytest --demo --html=reports/demo.html --self-contained-html -p no:randomly
+
+test: $(STAMP) browser
+	$(BIN)/pytest tests -n 2
+
+bench: $(STAMP)
+	$(BIN)/python -m qa.bench

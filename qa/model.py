@@ -1,0 +1,103 @@
+"""In-memory model of calibrated 1-D HST spectra (``*_x1d.fits``, ``*_sx1.fits``).
+
+One :class:`Dataset` per file; one :class:`Exposure` per ``SCI`` extension (HASP
+co-adds extensions as exposures but rejects at file level); the rows of an
+exposure (STIS echelle orders, COS segments or stripes) are held as 2-D arrays
+``(nrows, npix)`` so that the engines can work on whole products at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# Primary-header keys HASP reads (hasp-primer section 6) and the ones its keyword
+# pre-filters look at; missing optional ones are stored as None.
+PRIMARY_KEYS = (
+    "TELESCOP", "INSTRUME", "DETECTOR", "OPT_ELEM", "CENWAVE", "TARGNAME",
+    "RA_TARG", "DEC_TARG", "PROPOSID", "ROOTNAME", "PROPAPER", "APERTURE",
+    "MTFLAG", "LIFE_ADJ", "OBSMODE", "MINWAVE", "MAXWAVE", "PR_INV_L", "CAL_VER",
+    "SPECRES", "POSTARG1", "POSTARG2", "P1_PURPS", "PATTERN1", "P1_FRAME",
+)
+REQUIRED_PRIMARY_KEYS = ("INSTRUME", "DETECTOR", "OPT_ELEM", "TARGNAME", "PROPOSID", "PROPAPER")
+SCI_KEYS = ("EXTVER", "EXPTIME", "SDQFLAGS", "EXPSTART", "EXPEND", "EXPNAME", "EXPFLAG",
+            "PLANTIME", "FGSLOCK")
+REQUIRED_SCI_KEYS = ("EXPTIME", "SDQFLAGS")
+
+# Columns every instrument has; COS adds the VARIANCE_* columns when present.
+ARRAY_COLUMNS = ("WAVELENGTH", "FLUX", "ERROR", "GROSS", "NET", "DQ")
+COS_VARIANCE_COLUMNS = ("VARIANCE_COUNTS", "VARIANCE_BKG", "VARIANCE_FLAT")
+
+
+@dataclass
+class Exposure:
+    """One ``SCI`` extension: rows of spectra plus the header values HASP uses.
+
+    Array attributes have shape ``(nrows, npix)`` and keep the file's dtypes
+    (float64 wavelength, float32 fluxes, int16 DQ for STIS) because HASP's
+    arithmetic, which the native engine reproduces, depends on them.
+    """
+
+    path: Path
+    extver: int
+    header: dict
+    row_labels: list[str]
+    sporder: np.ndarray | None
+    wavelength: np.ndarray
+    flux: np.ndarray
+    error: np.ndarray
+    gross: np.ndarray
+    net: np.ndarray
+    dq: np.ndarray
+    variance: np.ndarray | None = None  # COS: VARIANCE_COUNTS + _BKG + _FLAT
+
+    @property
+    def exptime(self) -> float:
+        return float(self.header["EXPTIME"])
+
+    @property
+    def sdqflags(self) -> int:
+        return int(self.header["SDQFLAGS"])
+
+    @property
+    def nrows(self) -> int:
+        return self.wavelength.shape[0]
+
+
+@dataclass
+class Dataset:
+    """One input file: its primary header values and its exposures."""
+
+    path: Path
+    primary: dict
+    exposures: list[Exposure] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def instrument(self) -> str:
+        return str(self.primary["INSTRUME"]).upper()
+
+    @property
+    def grating(self) -> str:
+        return str(self.primary["OPT_ELEM"]).upper()
+
+    @property
+    def detector(self) -> str:
+        return str(self.primary["DETECTOR"])
+
+    @property
+    def target(self) -> str:
+        return str(self.primary["TARGNAME"])
+
+    @property
+    def program(self) -> int:
+        return int(self.primary["PROPOSID"])
+
+    @property
+    def visit(self) -> str:
+        # HASP takes the visit from the file name: characters [-14:-12].
+        return str(self.path)[-14:-12]

@@ -1,0 +1,159 @@
+"""Read STIS and COS ``x1d``/``sx1`` files into :mod:`qa.model` objects.
+
+Files are opened read-only and never changed. Every problem is raised as
+:class:`qa.errors.InputError` naming the file, so a caller can report it and go
+on with the other files.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .errors import InputError
+from .model import (ARRAY_COLUMNS, COS_VARIANCE_COLUMNS, PRIMARY_KEYS, REQUIRED_PRIMARY_KEYS,
+                    REQUIRED_SCI_KEYS, SCI_KEYS, Dataset, Exposure)
+
+INSTRUMENTS = ("STIS", "COS")
+SPECTRUM_PATTERNS = ("*_x1d.fits", "*_sx1.fits")
+
+
+def find_spectra(directory: str | Path) -> list[Path]:
+    """Return the ``*_x1d.fits`` and ``*_sx1.fits`` files of a directory, sorted as HASP sorts them."""
+    directory = Path(directory)
+    found = [p for pattern in SPECTRUM_PATTERNS for p in directory.glob(pattern)]
+    return sorted(found, key=str)
+
+
+def read_dataset(path: str | Path) -> Dataset:
+    """Read one calibrated 1-D spectrum file.
+
+    Parameters
+    ----------
+    path : path-like
+        An ``x1d`` or ``sx1`` file of STIS or COS.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    InputError
+        The file is missing, not FITS, truncated, has no ``SCI`` extension, lacks
+        a required column or keyword, or is of an unknown instrument.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file does not exist")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path, mode="readonly", memmap=False) as hdul:
+                dataset = _read_hdul(path, hdul)
+        except InputError:
+            raise
+        except Exception as exc:  # astropy signals corrupt files with many exception types
+            raise InputError(path, _describe_fits_failure(exc, caught)) from exc
+    truncated = [w for w in caught if "truncated" in str(w.message)]
+    if truncated:
+        raise InputError(path, f"truncated FITS file ({truncated[0].message})")
+    return dataset
+
+
+def _describe_fits_failure(exc: Exception, caught: list) -> str:
+    for w in caught:
+        if "truncated" in str(w.message):
+            return f"truncated FITS file ({w.message})"
+    text = str(exc)
+    if "SIMPLE" in text or "Empty or corrupt" in text:
+        return f"not a FITS file ({text})"
+    return f"corrupt or truncated FITS file ({type(exc).__name__}: {text})"
+
+
+def _read_hdul(path: Path, hdul: fits.HDUList) -> Dataset:
+    header0 = hdul[0].header
+    missing = [k for k in REQUIRED_PRIMARY_KEYS if k not in header0]
+    if missing:
+        raise InputError(path, f"primary header lacks keyword(s) {', '.join(missing)}")
+    primary = {k: header0.get(k) for k in PRIMARY_KEYS}
+    instrument = str(primary["INSTRUME"]).upper()
+    if instrument not in INSTRUMENTS:
+        raise InputError(path, f"unknown instrument INSTRUME = {primary['INSTRUME']!r} "
+                               f"(expected one of {', '.join(INSTRUMENTS)})")
+    dataset = Dataset(path=path, primary=primary)
+    for hdu in hdul[1:]:
+        if hdu.header.get("EXTNAME") != "SCI":
+            continue
+        dataset.exposures.append(_read_sci(path, instrument, hdu))
+    if not dataset.exposures:
+        raise InputError(path, "no SCI extension")
+    return dataset
+
+
+def _read_sci(path: Path, instrument: str, hdu) -> Exposure:
+    extver = int(hdu.header.get("EXTVER", 1))
+    where = f"SCI extension {extver}"
+    missing = [k for k in REQUIRED_SCI_KEYS if k not in hdu.header]
+    if missing:
+        raise InputError(path, f"{where} lacks keyword(s) {', '.join(missing)}")
+    data = hdu.data
+    if data is None or len(data) == 0:
+        raise InputError(path, f"{where} has no rows")
+    names = set(data.columns.names)
+    label_column = "SPORDER" if instrument == "STIS" else "SEGMENT"
+    missing = [c for c in (*ARRAY_COLUMNS, label_column) if c not in names]
+    if missing:
+        raise InputError(path, f"{where} lacks column(s) {', '.join(missing)}")
+    header = {k: hdu.header.get(k) for k in SCI_KEYS}
+    header["EXTVER"] = extver
+    arrays = {c.lower(): np.atleast_2d(np.asarray(data[c])) for c in ARRAY_COLUMNS}
+    sporder = None
+    if instrument == "STIS":
+        sporder = np.asarray(data["SPORDER"]).astype(int)
+        labels = [f"order {o}" for o in sporder]
+    else:
+        labels = [str(s).strip() for s in data["SEGMENT"]]
+    variance = None
+    if instrument == "COS" and all(c in names for c in COS_VARIANCE_COLUMNS):
+        variance = sum(np.atleast_2d(np.asarray(data[c])) for c in COS_VARIANCE_COLUMNS)
+    return Exposure(path=path, extver=extver, header=header, row_labels=labels, sporder=sporder,
+                    variance=variance, **arrays)
+
+
+def good_pixel_mask(exposure: Exposure, instrument: str, detector: str) -> np.ndarray:
+    """HASP's good-pixel mask: ``(DQ & SDQFLAGS) == 0``, with bit 16 cleared for STIS.
+
+    ullyses removes bit 16 from SDQFLAGS for STIS MAMA only; HASP's own import
+    removes it for every STIS detector, and HASP's import is the one that runs.
+    """
+    sdqflags = exposure.sdqflags
+    if instrument == "STIS" and sdqflags & 16:
+        sdqflags -= 16
+    return (exposure.dq & sdqflags) == 0
+
+
+def validate_dataset(dataset: Dataset) -> None:
+    """Refuse values that make HASP's arithmetic meaningless.
+
+    Raises
+    ------
+    InputError
+        A SCI extension has no good pixel at all, or NaN/infinite FLUX, ERROR,
+        NET or WAVELENGTH values in good pixels.
+    """
+    for exp in dataset.exposures:
+        good = good_pixel_mask(exp, dataset.instrument, dataset.detector)
+        where = f"SCI extension {exp.extver}"
+        if not good.any():
+            raise InputError(dataset.path, f"{where}: every pixel of every row is flagged by DQ")
+        for name in ("wavelength", "flux", "error", "net"):
+            values = getattr(exp, name)[good]
+            bad = ~np.isfinite(values)
+            if bad.any():
+                rows = np.unique(np.nonzero(~np.isfinite(getattr(exp, name)) & good)[0])
+                labels = ", ".join(exp.row_labels[r] for r in rows[:5])
+                raise InputError(dataset.path, f"{where}: {int(bad.sum())} NaN/infinite {name.upper()} "
+                                               f"value(s) in good pixels ({labels})")

@@ -1,0 +1,157 @@
+"""Result dataclasses shared by both engines; plain data that round-trips through JSON.
+
+Rendering (terminal, HTML, plots) reads these; nothing downstream recomputes
+the co-add.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class RowStat:
+    """HASP's flux-filter statistic for one row (STIS order / COS segment) in one iteration."""
+
+    file: str
+    extver: int
+    row: str            # "order 120" or "FUVA"
+    iteration: int      # 1 = first co-add of the product
+    n: int              # pixels that qualified (good DQ, ERROR != 0, bin shared with others)
+    median_deviation: float
+    scaled_median: float  # median_deviation * sqrt(n); NaN never passes through silently
+    wave_min: float
+    wave_max: float
+
+
+@dataclass
+class Rejection:
+    """A file the flux filter removed, with the rows that condemned it."""
+
+    file: str
+    iteration: int
+    rows: list[str]
+    scaled_medians: list[float]
+
+
+@dataclass
+class KeywordFilter:
+    """A file dropped by HASP's keyword pre-filters, with HASP's reason."""
+
+    file: str
+    filter: str   # PREFILTERS name, e.g. "EXPFLAG"
+    reason: str   # e.g. "EXPFLAG = INTERRUPTED"
+
+
+@dataclass
+class Product:
+    """One HASP single-grating product (visit or program level) and its filtering history."""
+
+    level: str            # "visit" or "program"
+    program: int
+    visit: str            # "03" for visit products, "" for program products
+    instrument: str
+    grating: str
+    detector: str
+    target: str
+    filename: str         # the cspec name HASP writes
+    threshold: float
+    snrmax: float
+    inputs: list[str]     # file names that entered the flux filter
+    kept: list[str]
+    rejected: list[Rejection] = field(default_factory=list)
+    iterations: int = 1
+    row_stats: list[RowStat] = field(default_factory=list)
+    wavelength: np.ndarray | None = None
+    flux: np.ndarray | None = None
+    error: np.ndarray | None = None
+    snr: np.ndarray | None = None
+    eff_exptime: np.ndarray | None = None
+
+    @property
+    def mode(self) -> str:
+        return f"{self.instrument}/{self.grating}"
+
+    @property
+    def key(self) -> str:
+        """Readable identifier, e.g. ``8435-G191B2B-STIS/E140M-visit03``."""
+        where = f"visit{self.visit}" if self.level == "visit" else "program"
+        return f"{self.program}-{self.target}-{self.mode}-{where}"
+
+    def final_row_stats(self) -> list[RowStat]:
+        """Statistics of the first iteration, where every input was still in the co-add."""
+        return [r for r in self.row_stats if r.iteration == 1]
+
+
+@dataclass
+class EngineResult:
+    """Everything one engine run found for one input directory or file set."""
+
+    engine: str           # "native" or "hasp"
+    engine_version: str
+    threshold: float
+    snrmax: float
+    inputs: list[str]
+    keyword_filtered: list[KeywordFilter] = field(default_factory=list)
+    input_errors: dict[str, str] = field(default_factory=dict)  # file -> problem
+    products: list[Product] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def product(self, key: str) -> Product:
+        for p in self.products:
+            if p.key == key:
+                return p
+        raise KeyError(f"no product {key!r}; have {[p.key for p in self.products]}")
+
+    def to_dict(self, arrays: bool = True) -> dict[str, Any]:
+        """Plain-python form; ``arrays=False`` leaves out the co-add arrays."""
+        out = asdict(self)
+        for p in out["products"]:
+            for name in _ARRAY_FIELDS:
+                value = p[name]
+                p[name] = (value.tolist() if arrays and value is not None else None)
+        return _nan_to_none(out)
+
+    def to_json(self, arrays: bool = True) -> str:
+        return json.dumps(self.to_dict(arrays=arrays), indent=1)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EngineResult":
+        data = dict(data)
+        products = []
+        for p in data.pop("products"):
+            p = dict(p)
+            p["rejected"] = [Rejection(**r) for r in p["rejected"]]
+            p["row_stats"] = [RowStat(**_none_to_nan(r)) for r in p["row_stats"]]
+            for name in _ARRAY_FIELDS:
+                if p[name] is not None:
+                    p[name] = np.array([np.nan if v is None else v for v in p[name]], dtype=float)
+            products.append(Product(**p))
+        data["keyword_filtered"] = [KeywordFilter(**k) for k in data["keyword_filtered"]]
+        return cls(products=products, **data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EngineResult":
+        return cls.from_dict(json.loads(text))
+
+
+_ARRAY_FIELDS = ("wavelength", "flux", "error", "snr", "eff_exptime")
+_FLOAT_ROWSTAT = {f.name for f in fields(RowStat) if f.type == "float"}
+
+
+def _nan_to_none(obj: Any) -> Any:
+    """JSON has no NaN: store it as null."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def _none_to_nan(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (np.nan if v is None and k in _FLOAT_ROWSTAT else v) for k, v in row.items()}
