@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 # Primary-header keys HASP reads (hasp-primer section 6) and the ones its keyword
-# pre-filters look at; missing optional ones are stored as None.
+# pre-filters look at; a key absent from the file is absent from the dict, because
+# HASP treats "missing" differently from any value.
 PRIMARY_KEYS = (
     "TELESCOP", "INSTRUME", "DETECTOR", "OPT_ELEM", "CENWAVE", "TARGNAME",
     "RA_TARG", "DEC_TARG", "PROPOSID", "ROOTNAME", "PROPAPER", "APERTURE",

@@ -78,7 +78,7 @@ def _read_hdul(path: Path, hdul: fits.HDUList) -> Dataset:
     missing = [k for k in REQUIRED_PRIMARY_KEYS if k not in header0]
     if missing:
         raise InputError(path, f"primary header lacks keyword(s) {', '.join(missing)}")
-    primary = {k: header0.get(k) for k in PRIMARY_KEYS}
+    primary = {k: header0[k] for k in PRIMARY_KEYS if k in header0}
     instrument = str(primary["INSTRUME"]).upper()
     if instrument not in INSTRUMENTS:
         raise InputError(path, f"unknown instrument INSTRUME = {primary['INSTRUME']!r} "
@@ -107,7 +107,7 @@ def _read_sci(path: Path, instrument: str, hdu) -> Exposure:
     missing = [c for c in (*ARRAY_COLUMNS, label_column) if c not in names]
     if missing:
         raise InputError(path, f"{where} lacks column(s) {', '.join(missing)}")
-    header = {k: hdu.header.get(k) for k in SCI_KEYS}
+    header = {k: hdu.header[k] for k in SCI_KEYS if k in hdu.header}
     header["EXTVER"] = extver
     arrays = {c.lower(): np.atleast_2d(np.asarray(data[c])) for c in ARRAY_COLUMNS}
     sporder = None

@@ -78,7 +78,7 @@ class Product:
     @property
     def key(self) -> str:
         """Readable identifier, e.g. ``8435-G191B2B-STIS/E140M-visit03``."""
-        where = f"visit{self.visit}" if self.level == "visit" else "program"
+        where = f"visit{self.visit}" if self.level == "visit" else self.level
         return f"{self.program}-{self.target}-{self.mode}-{where}"
 
     def final_row_stats(self) -> list[RowStat]:

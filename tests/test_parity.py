@@ -1,0 +1,85 @@
+"""The native engine decides exactly what the installed hasp decides.
+
+Reference runs take seconds each: these tests are marked slow but run by default.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qa import native, reference
+from qa.parity import differences
+
+from .conftest import derive_copy
+
+pytestmark = pytest.mark.slow
+RTOL = 1e-6
+
+
+def assert_same(inputs, **kw):
+    a = native.run(inputs, **kw)
+    b = reference.run(inputs, **kw)
+    assert not differences(a, b, rtol=RTOL), "\n".join(differences(a, b, rtol=RTOL))
+    return a
+
+
+@pytest.mark.parametrize("name", ["o4vt02040", "o3zx02070", "odbue5030", "ocb6f1020", "ocb6i2020"])
+def test_each_real_file(real_dir, name):
+    result = assert_same([real_dir / f"{name}_x1d.fits"])
+    assert {p.level for p in result.products} == {"visit", "program"}
+
+
+def test_two_sci_extensions_rejected_at_file_level(real_dir):
+    # ocb6f1020 holds two exposures; HASP tests its second extension against the
+    # co-add of both and removes the whole file.
+    result = assert_same([real_dir / "ocb6f1020_x1d.fits"])
+    visit = result.products[0]
+    assert visit.kept == [] and visit.rejected[0].file == "ocb6f1020_x1d.fits"
+    assert {s.extver for s in visit.row_stats} == {1, 2}
+
+
+def test_real_cross_program_pair(real_dir, tmp_path):
+    for name in ("o3zx02070", "odbue5030"):
+        shutil.copy(real_dir / f"{name}_x1d.fits", tmp_path)
+    result = assert_same(tmp_path, cross_program=True)
+    (product,) = result.products
+    assert product.kept == ["o3zx02070_x1d.fits", "odbue5030_x1d.fits"]
+    assert product.rejected == []
+
+
+def test_scaled_copies_cascade(real_dir, tmp_path):
+    # The primer's calibration hint: at o4vt02040's SNR, 1 : 0.838 : 0.755 cascades.
+    src = real_dir / "o4vt02040_x1d.fits"
+    for root, scale in (("o5jy03010", 1.0), ("o5jy03020", 0.838), ("o5jy03030", 0.755)):
+        derive_copy(src, tmp_path, root, flux_scale=scale)
+    result = assert_same(tmp_path)
+    visit = result.product("8016-G191B2B-STIS/E140M-visit03")
+    assert [r.file for r in visit.rejected] == ["o5jy03030_x1d.fits", "o5jy03020_x1d.fits"]
+    assert [r.iteration for r in visit.rejected] == [1, 2]
+
+
+def test_dq_changes_and_keyword_filters(real_dir, tmp_path):
+    src = real_dir / "o4vt02040_x1d.fits"
+    derive_copy(src, tmp_path, "o4vt05010", flag_fraction=0.2, seed=1)
+    derive_copy(src, tmp_path, "o4vt05020", flag_rows=(3, 10, 20), flux_scale=0.97)
+    derive_copy(src, tmp_path, "o4vt05030", sci={"EXPFLAG": "INTERRUPTED"})
+    derive_copy(src, tmp_path, "o4vt05040", primary={"POSTARG1": 0.05})
+    result = assert_same(tmp_path)
+    assert sorted((k.file, k.filter) for k in result.keyword_filtered) == [
+        ("o4vt05030_x1d.fits", "EXPFLAG"), ("o4vt05040_x1d.fits", "POSTARG1")]
+    assert_same(tmp_path, keyword_filtering=False)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scales=st.lists(st.floats(0.5, 1.2), min_size=2, max_size=3),
+       flagged=st.floats(0.0, 0.3), snrmax=st.sampled_from([5.0, 20.0, 50.0]),
+       threshold=st.sampled_from([-50.0, -20.0, -200.0]))
+def test_hypothesis_derived_sets(real_dir, tmp_path_factory, scales, flagged, snrmax, threshold):
+    d = tmp_path_factory.mktemp("derived")
+    for i, scale in enumerate(scales):
+        derive_copy(real_dir / "o4vt02040_x1d.fits", d, f"o4vt06{i}10", flux_scale=scale,
+                    flag_fraction=flagged, seed=i)
+    assert_same(d, snrmax=snrmax, threshold=threshold)
