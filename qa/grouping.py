@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import Dataset
-from .prefilter import EXCLUDED_TARGETS, is_moving_target
+from .results import product_key
+
+# hasp.wrapper.EXCLUDED_TARGETS: calibration targets that never get a product.
+EXCLUDED_TARGETS = ("ANY", "WAVE")
 
 
 @dataclass
@@ -26,6 +29,11 @@ class ProductPlan:
     detector: str
     target: str          # TARGNAME as HASP groups by it (cross-program: the directory name)
     datasets: list[Dataset]
+
+
+def is_moving_target(ds: Dataset) -> bool:
+    """HASP leaves moving targets (MTFLAG = 'T') out of program products."""
+    return ds.primary.get("MTFLAG") == "T"
 
 
 def lifetime_position(ds: Dataset) -> int:
@@ -132,3 +140,11 @@ def product_filename(plan: ProductPlan, kept: list[Dataset]) -> str:
     rootname = str(kept[-1].primary.get("ROOTNAME", kept[-1].name[:9]))
     root = rootname[:6] if plan.level == "visit" else rootname[:4]
     return f"hst_{kept[-1].program}_{instrument}_{target}_{grating}_{root}_cspec.fits"
+
+
+def product_keys_of(ds: Dataset) -> list[str]:
+    """Keys of the visit and program products a file belongs to (for keyword-filtered files)."""
+    mode = f"{ds.instrument}/{ds.grating}"
+    target = str(ds.primary["TARGNAME"])
+    return [product_key(ds.program, target, mode, "visit", ds.visit),
+            product_key(ds.program, target, mode, "program", "")]

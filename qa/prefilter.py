@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .grouping import product_keys_of
 from .model import Dataset
 from .results import KeywordFilter
 
@@ -15,7 +16,6 @@ from .results import KeywordFilter
 PREFILTERS = ("EXPFLAG", "ZEROEXPTIME", "PLANNEDVSACTUAL", "MOVINGTARGET", "NOTFINELOCK",
               "POSTARG1", "POSTARG2", "DITHERPERPENDICULARTOSLIT", "MOSAICPURPOSE", "PRISM",
               "COSBOA", "EXCLUDEWAVE")
-EXCLUDED_TARGETS = ("ANY", "WAVE")
 # hasp.wrapper.BAD_SEGMENTS: rows HASP leaves out of a setting's co-add.
 BAD_SEGMENTS = {"COS/G230L": ("NUVC",)}
 
@@ -111,7 +111,7 @@ def prefilter(datasets: list[Dataset], filters: tuple[str, ...]
     """Apply the keyword pre-filters in HASP's order; the first failing filter names the reason.
 
     ``MOVINGTARGET`` is not applied here: HASP applies it to program products only
-    (see :func:`is_moving_target`).
+    (see :func:`qa.grouping.is_moving_target`).
     """
     kept, dropped = [], []
     for ds in datasets:
@@ -120,13 +120,10 @@ def prefilter(datasets: list[Dataset], filters: tuple[str, ...]
                 continue
             reason = _FILTERS[name](ds)
             if reason is not None:
-                dropped.append(KeywordFilter(file=ds.name, filter=name, reason=reason))
+                dropped.append(KeywordFilter(file=ds.name, filter=name, reason=reason,
+                                             product_keys=product_keys_of(ds)))
                 break
         else:
             kept.append(ds)
     return kept, dropped
 
-
-def is_moving_target(ds: Dataset) -> bool:
-    """HASP leaves moving targets (MTFLAG = 'T') out of program products."""
-    return ds.primary.get("MTFLAG") == "T"

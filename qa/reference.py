@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .grouping import ProductPlan, plan_products, product_filename
+from .grouping import ProductPlan, plan_products, product_filename, product_keys_of
 from .native import expand_inputs, load_datasets
 from .results import EngineResult, KeywordFilter, Product, Rejection, RowStat
 
@@ -50,6 +50,8 @@ def run(inputs: str | Path | list, *, threshold: float = -50.0, snrmax: float = 
     with contextlib.redirect_stdout(out):
         kept_paths = wrapper.prefilter(sorted(by_path), filters=filters)
     dropped = _keyword_filtered(out.getvalue(), sorted(set(by_path) - set(kept_paths)))
+    for k, path in zip(dropped, sorted(set(by_path) - set(kept_paths))):
+        k.product_keys = product_keys_of(by_path[path])
     result = EngineResult(engine=ENGINE_NAME, engine_version=hasp_version(),
                           threshold=float(threshold), snrmax=float(snrmax),
                           inputs=[p.name for p in paths], keyword_filtered=dropped,

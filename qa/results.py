@@ -37,6 +37,12 @@ class Rejection:
     scaled_medians: list[float]
 
 
+def product_key(program: int, target: str, mode: str, level: str, visit: str) -> str:
+    """Readable identifier of a product, e.g. ``8435-G191B2B-STIS/E140M-visit03``."""
+    where = f"visit{visit}" if level == "visit" else level
+    return f"{program}-{target}-{mode}-{where}"
+
+
 @dataclass
 class KeywordFilter:
     """A file dropped by HASP's keyword pre-filters, with HASP's reason."""
@@ -44,6 +50,7 @@ class KeywordFilter:
     file: str
     filter: str   # PREFILTERS name, e.g. "EXPFLAG"
     reason: str   # e.g. "EXPFLAG = INTERRUPTED"
+    product_keys: list[str] = field(default_factory=list)  # the products it would have joined
 
 
 @dataclass
@@ -78,8 +85,7 @@ class Product:
     @property
     def key(self) -> str:
         """Readable identifier, e.g. ``8435-G191B2B-STIS/E140M-visit03``."""
-        where = f"visit{self.visit}" if self.level == "visit" else self.level
-        return f"{self.program}-{self.target}-{self.mode}-{where}"
+        return product_key(self.program, self.target, self.mode, self.level, self.visit)
 
     def final_row_stats(self) -> list[RowStat]:
         """Statistics of the first iteration, where every input was still in the co-add."""
@@ -155,3 +161,60 @@ def _nan_to_none(obj: Any) -> Any:
 
 def _none_to_nan(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (np.nan if v is None and k in _FLOAT_ROWSTAT else v) for k, v in row.items()}
+
+
+@dataclass
+class SnrGain:
+    """Remediated co-add SNR over the original, over bins with original SNR > 0, matched by wavelength."""
+
+    median: float
+    p5: float
+    p95: float
+    nbins: int
+
+
+@dataclass
+class Remediation:
+    """Outcome of scaling one product's inputs to a common median flux and co-adding again."""
+
+    product: str                 # Product.key of the original product
+    possible: bool
+    reason: str                  # why not possible, or "" when it ran
+    reference_rule: str = "brightest"
+    reference_file: str = ""
+    medians: dict[str, float] = field(default_factory=dict)   # file -> good-pixel median flux
+    factors: dict[str, float] = field(default_factory=dict)   # file -> scale factor
+    scaled_dir: str = ""         # where the scaled copies were written
+    kept_after: list[str] = field(default_factory=list)
+    rejected_after: list[str] = field(default_factory=list)
+    snr_gain: SnrGain | None = None
+
+
+@dataclass
+class CheckResult:
+    """One (check, subject) verdict with the values it observed (Great Expectations style)."""
+
+    check: str                   # the check's name in its TOML file
+    kind: str                    # the registered check function, e.g. "flux_variance"
+    case_id: str                 # e.g. "8435-G191B2B-STIS/E140M-visit03-o5jy03030"
+    product: str                 # Product.key the subject belongs to
+    subject: str                 # file name (exposure checks) or Product.key (mode checks)
+    status: str                  # "passed", "failed" or "error"
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
+    observed: dict[str, Any] = field(default_factory=dict)
+    remediation: Remediation | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _nan_to_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CheckResult":
+        data = dict(data)
+        rem = data.get("remediation")
+        if rem is not None:
+            rem = dict(rem)
+            if rem.get("snr_gain") is not None:
+                rem["snr_gain"] = SnrGain(**rem["snr_gain"])
+            data["remediation"] = Remediation(**rem)
+        return cls(**data)

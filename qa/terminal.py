@@ -1,0 +1,44 @@
+"""Plain-text summary of a QA run, rendered from the results JSON."""
+from __future__ import annotations
+
+from collections import Counter
+
+
+def _remediation_text(rem: dict | None) -> str:
+    if rem is None:
+        return "-"
+    if not rem["possible"]:
+        return f"not possible: {rem['reason']}"
+    factors = "/".join(f"{v:.3f}" for v in rem["factors"].values())
+    after = ", ".join(f.split("_")[0] for f in rem["rejected_after"]) or "none"
+    gain = rem.get("snr_gain")
+    gain_text = f", SNR gain {gain['median']:.3f}" if gain else ""
+    return f"x {factors} -> rejected: {after}{gain_text}"
+
+
+def render_summary(summary: dict) -> str:
+    """Programs, products (inputs, kept, rejected, remediation) and the check tally."""
+    results = summary["results"]
+    remediation = {r["product"]: r["remediation"] for r in results if r.get("remediation")}
+    lines = []
+    for label, prog in summary["programs"].items():
+        if prog.get("error"):
+            lines.append(f"program {label} ({prog['origin']}): ERROR {prog['error']}")
+            continue
+        er = prog["engine_result"]
+        lines.append(f"program {label} ({prog['origin']}, {prog['source']}): engine {er['engine']}, "
+                     f"threshold {prog['threshold']:g}, snrmax {prog['snrmax']:g}")
+        for name, problem in er["input_errors"].items():
+            lines.append(f"  unreadable {name}: {problem}")
+        for k in er["keyword_filtered"]:
+            lines.append(f"  keyword-filtered {k['file']}: {k['reason']}")
+        for p in er["products"]:
+            key = f"{p['program']}-{p['target']}-{p['instrument']}/{p['grating']}-" + \
+                  (f"visit{p['visit']}" if p["level"] == "visit" else p["level"])
+            rejected = ", ".join(f"{r['file'].split('_')[0]} (iter {r['iteration']})"
+                                 for r in p["rejected"]) or "none"
+            lines.append(f"  {key:<44} kept {len(p['kept'])}/{len(p['inputs'])}  "
+                         f"rejected: {rejected:<28} remediation: {_remediation_text(remediation.get(key))}")
+    tally = Counter(r["status"] for r in results)
+    lines.append("checks: " + ", ".join(f"{tally.get(s, 0)} {s}" for s in ("passed", "failed", "error", "skipped")).replace(" error", " errors"))
+    return "\n".join(lines)
