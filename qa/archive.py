@@ -512,8 +512,10 @@ def _reuse(entry: _Entry, directory: Path, known: dict[str, str]) -> bool:
     if not path.is_file() or path.stat().st_size != entry.size:
         return False
     sha = _sha256(path)
-    # A checksum from our own manifest vouches for an earlier verification.
-    if known.get(entry.filename) != sha and verify_file(path, entry.size) is not None:
+    expected = known.get(entry.filename)
+    # Our manifest's checksum vouches for an earlier verification, and any change since
+    # means damage; a file the manifest does not know must verify from scratch.
+    if (sha != expected) if expected else (verify_file(path, entry.size) is not None):
         return False
     entry.sha256, entry.status = sha, "reused"
     return True
