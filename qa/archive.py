@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+from requests.adapters import HTTPAdapter
 from astropy.io import fits
 from astropy.table import Table
 from astroquery.exceptions import RemoteServiceError
@@ -183,7 +184,8 @@ def resolve_mast_url(mast_url: str | None = None) -> str:
 
 def fetch_program(program_id: str | int, cache_dir: str | Path, *,
                   mast_url: str | None = None, offline: bool = False, retries: int = 3,
-                  backoff: float = 0.5, lock_timeout: float = 600.0) -> FetchResult:
+                  backoff: float = 0.5, timeout: float = 60.0,
+                  lock_timeout: float = 600.0) -> FetchResult:
     """Fetch a program's STIS/COS x1d/sx1 files into ``cache_dir/<program>/``.
 
     Parameters
@@ -200,6 +202,8 @@ def fetch_program(program_id: str | int, cache_dir: str | Path, *,
         Extra attempts after a failed request or a download that fails verification.
     backoff : float, optional
         First wait between attempts in seconds; doubles after each attempt.
+    timeout : float, optional
+        Seconds to wait for the archive to connect or send data, per request.
     lock_timeout : float, optional
         Seconds to wait for another run holding the program's cache lock.
 
@@ -223,7 +227,7 @@ def fetch_program(program_id: str | int, cache_dir: str | Path, *,
         if offline:
             return _from_cache(program, directory)
         return _fetch_online(program, directory, resolve_mast_url(mast_url),
-                             retries=retries, backoff=backoff)
+                             retries=retries, backoff=backoff, timeout=timeout)
 
 
 # -- helpers: cache ------------------------------------------------------------------
@@ -349,7 +353,20 @@ def _offline_problem(path: Path, product: dict[str, Any]) -> str | None:
 
 
 # -- helpers: archive ----------------------------------------------------------------
-def _client(mast_url: str) -> Any:
+class _TimeoutAdapter(HTTPAdapter):
+    """Gives every request a timeout: astroquery's downloads pass none and could hang."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().send(request, **kwargs)
+
+
+def _client(mast_url: str, timeout: float) -> Any:
     """A fresh astroquery ``ObservationsClass`` talking to ``mast_url``.
 
     The request URLs are class attributes built from ``conf.server`` at import; setting
@@ -366,6 +383,8 @@ def _client(mast_url: str) -> Any:
     portal.MAST_DOWNLOAD_URL = f"{mast_url}/api/v0.1/Download/file"
     portal.MAST_BUNDLE_URL = f"{mast_url}/api/v0.1/Download/bundle"
     portal._column_configs = {}
+    for scheme in ("http://", "https://"):
+        client._session.mount(scheme, _TimeoutAdapter(timeout))
     return client
 
 
@@ -522,9 +541,9 @@ def _reuse(entry: _Entry, directory: Path, known: dict[str, str]) -> bool:
 
 
 def _fetch_online(program: str, directory: Path, mast_url: str, *, retries: int,
-                  backoff: float) -> FetchResult:
+                  backoff: float, timeout: float) -> FetchResult:
     """Query, download what the cache lacks, write the manifest."""
-    client = _client(mast_url)
+    client = _client(mast_url, timeout)
     try:
         def again(call: Callable[[], T], what: str) -> T:
             return _with_retries(call, what, program, mast_url, retries=retries,

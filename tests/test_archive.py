@@ -138,6 +138,15 @@ def test_server_errors_mid_download_then_recovers(archive_root: Path, cache: Pat
     assert leftovers(cache) == []
 
 
+def test_stalled_server_times_out(archive_root: Path, cache: Path,
+                                  mast_server: Start) -> None:
+    server = mast_server(archive_root, download_delay=3.0)
+
+    with pytest.raises(DownloadFailedError, match="ReadTimeout"):
+        fetch_program(7096, cache, mast_url=server.url, retries=0, timeout=0.5, **FAST)
+    assert list(cache.rglob("*.fits")) == [] and leftovers(cache) == []
+
+
 def test_server_down(tmp_path: Path, archive_root: Path, cache: Path) -> None:
     with MastServer(archive_root) as server:
         url = server.url  # the port is closed once the server stops
@@ -201,10 +210,10 @@ def test_only_unsafe_products_fail_clearly(archive_root: Path, cache: Path,
 
 def test_two_processes_share_the_cache(archive_root: Path, cache: Path,
                                        mast_server: Start) -> None:
-    server = mast_server(archive_root, download_delay=0.3)  # make the runs overlap
-    script = ("import sys; from qa.archive import fetch_program; "
-              "print(fetch_program('13346', sys.argv[1], mast_url=sys.argv[2], "
-              "backoff=0.01, lock_timeout=60).to_json())")
+    server = mast_server(archive_root, download_delay=0.5)  # make the runs overlap
+    script = ("import json, sys, time; from qa.archive import fetch_program; t0 = time.time(); "
+              "r = fetch_program('13346', sys.argv[1], mast_url=sys.argv[2], backoff=0.01, "
+              "lock_timeout=60); print(json.dumps([t0, time.time(), json.loads(r.to_json())]))")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [subprocess.Popen([sys.executable, "-c", script, str(cache), server.url],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -212,7 +221,8 @@ def test_two_processes_share_the_cache(archive_root: Path, cache: Path,
     outputs = [p.communicate(timeout=60) for p in procs]
 
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
-    results = [json.loads(out) for out, _ in outputs]
+    starts, ends, results = zip(*(json.loads(out) for out, _ in outputs))
+    assert max(starts) < min(ends), "the two runs did not overlap"
     assert sorted(r["downloaded"] for r in results) == [0, 2]
     assert sorted(r["reused"] for r in results) == [0, 2]
     assert results[0]["files"] == results[1]["files"]
