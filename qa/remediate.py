@@ -111,10 +111,11 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
         hdu.data["ERROR"] = hdu.data["ERROR"] * np.float32(factor)
         hdu.header["SCALEFAC"] = (factor, "hasp-qa: FLUX and ERROR multiplied by this")
     primary = out[0].header
-    primary["HISTORY"] = f"hasp-qa {__version__} {stamp}: FLUX and ERROR scaled, see SCALEFAC"
-    primary["HISTORY"] = f"hasp-qa source file: {ds.path.resolve()}"
-    primary["HISTORY"] = f"hasp-qa source sha256: {_sha256(ds.path)}"
-    primary["HISTORY"] = f"hasp-qa {note}"
+    # Keywords, not HISTORY text, so that provenance survives FITS line wrapping.
+    primary["QASRC"] = (str(ds.path.resolve()), "hasp-qa: file these data were scaled from")
+    primary["QASRCSHA"] = (_sha256(ds.path), "hasp-qa: sha256 of that file")
+    primary["QAREF"] = (note, "hasp-qa: scaling reference")
+    primary["HISTORY"] = f"hasp-qa {__version__} {stamp}: FLUX and ERROR scaled by SCALEFAC"
     out.writeto(dest, overwrite=True)
     return dest
 
@@ -164,8 +165,7 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
         rem.reason = str(exc)
         return rem, None
     rem.possible, rem.reference_file, rem.factors = True, reference, factors
-    note = f"reference {reference} (rule {rule}, median {max(rem.medians.values()):.4g})" \
-        if rule == "brightest" else f"reference {reference} (rule {rule})"
+    note = f"{reference} (rule {rule})"
     for ds in datasets:
         write_scaled_copy(ds, factors, outdir, note)
     rem.scaled_dir = str(outdir)

@@ -1,0 +1,116 @@
+"""Bad input is refused with a message naming the file and the problem."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from qa import native
+from qa.errors import InputError
+from qa.reader import read_dataset, validate_dataset
+
+from .conftest import derive_copy
+
+
+def test_reads_real_echelle_file(real_dir):
+    ds = read_dataset(real_dir / "o4vt02040_x1d.fits")
+    (exp,) = ds.exposures
+    assert (ds.instrument, ds.grating, ds.detector, ds.program) == ("STIS", "E140M", "FUV-MAMA", 8016)
+    assert exp.flux.shape == (44, 1024) and exp.flux.dtype == np.dtype(">f4")
+    assert exp.row_labels[0] == "order 86" and exp.exptime == 3096.0 and exp.sdqflags == 31743
+    assert ds.visit == "02"
+
+
+def test_reads_every_extension(real_dir):
+    ds = read_dataset(real_dir / "ocb6f1020_x1d.fits")
+    assert [e.extver for e in ds.exposures] == [1, 2]
+    assert ds.exposures[1].header["EXPNAME"] != ds.exposures[0].header["EXPNAME"]
+
+
+def _expect(path, fragment):
+    with pytest.raises(InputError) as info:
+        validate_dataset(read_dataset(path))
+    assert path.name in str(info.value) and fragment in str(info.value)
+
+
+def test_not_fits(tmp_path):
+    bad = tmp_path / "o1234567a_x1d.fits"
+    bad.write_text("this is not FITS\n" * 200)
+    _expect(bad, "not a FITS file")
+
+
+@pytest.mark.parametrize("keep", [0.95, 0.3, 0.002])
+def test_truncated(real_dir, tmp_path, keep):
+    data = (real_dir / "o4vt02040_x1d.fits").read_bytes()
+    bad = tmp_path / "o4vt02040_x1d.fits"
+    bad.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(InputError) as info:
+        read_dataset(bad)
+    assert "o4vt02040_x1d.fits" in str(info.value)
+    assert "truncated" in str(info.value) or "not a FITS" in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    _expect(tmp_path / "o0000000a_x1d.fits", "does not exist")
+
+
+def _edit(real_dir, tmp_path, edit):
+    path = derive_copy(real_dir / "o4vt02040_x1d.fits", tmp_path, "o4vt09010")
+    with fits.open(path, mode="update") as hdul:
+        edit(hdul)
+    return path
+
+
+def test_no_sci_extension(real_dir, tmp_path):
+    path = _edit(real_dir, tmp_path, lambda h: h[1].header.set("EXTNAME", "OTHER"))
+    _expect(path, "no SCI extension")
+
+
+def test_missing_keyword(real_dir, tmp_path):
+    path = _edit(real_dir, tmp_path, lambda h: h[0].header.remove("OPT_ELEM"))
+    _expect(path, "OPT_ELEM")
+    (tmp_path / "sci").mkdir()
+    path = _edit(real_dir, tmp_path / "sci", lambda h: h[1].header.remove("SDQFLAGS"))
+    _expect(path, "SDQFLAGS")
+
+
+def test_missing_column(real_dir, tmp_path):
+    src = derive_copy(real_dir / "o4vt02040_x1d.fits", tmp_path, "o4vt09020")
+    with fits.open(src) as hdul:
+        cols = [c for c in hdul[1].columns if c.name != "NET"]
+        hdu = fits.BinTableHDU.from_columns(cols, header=hdul[1].header)
+        fits.HDUList([hdul[0].copy(), hdu]).writeto(tmp_path / "o4vt09030_x1d.fits")
+    _expect(tmp_path / "o4vt09030_x1d.fits", "NET")
+
+
+def test_unknown_instrument(real_dir, tmp_path):
+    path = _edit(real_dir, tmp_path, lambda h: h[0].header.set("INSTRUME", "WFC3"))
+    _expect(path, "unknown instrument")
+
+
+def test_nan_in_good_pixels(real_dir, tmp_path):
+    def poison(h):
+        h[1].data["FLUX"][5, 100:110] = np.nan
+    _expect(_edit(real_dir, tmp_path, poison), "NaN")
+
+
+def test_all_pixels_flagged(real_dir, tmp_path):
+    def flag(h):
+        h[1].data["DQ"][:] = 4
+    _expect(_edit(real_dir, tmp_path, flag), "every pixel")
+
+
+def test_one_bad_file_does_not_stop_the_others(real_dir, tmp_path):
+    shutil.copy(real_dir / "o3zx02070_x1d.fits", tmp_path)
+    (tmp_path / "o9zz01010_x1d.fits").write_bytes(b"SIMPLE  =  garbage")
+    result = native.run(tmp_path)
+    assert "o9zz01010_x1d.fits" in result.input_errors
+    assert [p.kept for p in result.products] == [["o3zx02070_x1d.fits"]] * 2
+
+
+def test_files_are_not_modified(real_dir):
+    before = (real_dir / "o4vt02040_x1d.fits").read_bytes()
+    native.run([real_dir / "o4vt02040_x1d.fits"])
+    assert (real_dir / "o4vt02040_x1d.fits").read_bytes() == before
