@@ -113,7 +113,7 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
     primary = out[0].header
     # Keywords, not HISTORY text, so that provenance survives FITS line wrapping.
     primary["QASRC"] = (str(ds.path.resolve()), "hasp-qa: file these data were scaled from")
-    primary["QASRCSHA"] = (_sha256(ds.path), "hasp-qa: sha256 of that file")
+    primary["QASRCSHA"] = _sha256(ds.path)  # a 64-character value leaves no room for a comment
     primary["QAREF"] = (note, "hasp-qa: scaling reference")
     primary["HISTORY"] = f"hasp-qa {__version__} {stamp}: FLUX and ERROR scaled by SCALEFAC"
     out.writeto(dest, overwrite=True)
