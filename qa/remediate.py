@@ -111,10 +111,11 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
         hdu.data["ERROR"] = hdu.data["ERROR"] * np.float32(factor)
         hdu.header["SCALEFAC"] = (factor, "hasp-qa: FLUX and ERROR multiplied by this")
     primary = out[0].header
-    # Keywords, not HISTORY text, so that provenance survives FITS line wrapping.
-    primary["QASRC"] = (str(ds.path.resolve()), "hasp-qa: file these data were scaled from")
-    primary["QASRCSHA"] = _sha256(ds.path)  # a 64-character value leaves no room for a comment
-    primary["QAREF"] = (note, "hasp-qa: scaling reference")
+    # Keywords, not HISTORY text, so that provenance survives FITS line wrapping; long
+    # values (CONTINUE cards) get no comment because astropy would truncate it.
+    primary["QASRC"] = str(ds.path.resolve())      # the file these data were scaled from
+    primary["QASRCSHA"] = _sha256(ds.path)         # its sha256
+    primary["QAREF"] = note                        # the scaling reference
     primary["HISTORY"] = f"hasp-qa {__version__} {stamp}: FLUX and ERROR scaled by SCALEFAC"
     out.writeto(dest, overwrite=True)
     return dest
