@@ -150,7 +150,10 @@ class CheckFile(pytest.File):
             raise self.CollectError(str(exc)) from exc
         for spec in (s for s in session.specs if s.source == str(self.path)):
             for case in self.plugin.cases(spec):
-                yield CheckItem.from_parent(self, name=f"test_{spec.name}[{case.case_id}]",
+                name = f"test_{spec.name}[{case.case_id}]"
+                # A string node id is parsed into name and params exactly as pytest parses
+                # the ids it stores for --lf; a bare name would keep the brackets in the name.
+                yield CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
                                             case=case, plugin=self.plugin)
 
 
@@ -246,7 +249,10 @@ class QAPlugin:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):
             return  # xdist workers send their results to the controller
-        self.summary = self.session_dict()
+        try:
+            self.summary = self.session_dict()
+        except CheckFileError:
+            return  # already reported as a collection error; there are no results
         path = self.results_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.summary, indent=1, default=str))

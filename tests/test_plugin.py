@@ -1,0 +1,160 @@
+"""The plugin as a user runs it: pytest in a subprocess on a directory of spectra.
+
+Data: three copies of the real o4vt02040 (E140M) scaled 1 : 0.9 : 0.75, so that
+HASP rejects the faintest one, plus the real o3zx02070 (E230M) that passes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from fixtures.mast_server import MastServer
+
+from .conftest import derive_copy
+
+ROOT = Path(__file__).resolve().parents[1]
+VISIT = "8016-G191B2B-STIS/E140M-visit03"
+
+
+@pytest.fixture(scope="module")
+def data_dir(real_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("data") / "8016"
+    d.mkdir()
+    for root, scale in (("o5jy03010", 1.0), ("o5jy03020", 0.9), ("o5jy03030", 0.75)):
+        derive_copy(real_dir / "o4vt02040_x1d.fits", d, root, flux_scale=scale)
+    shutil.copy(real_dir / "o3zx02070_x1d.fits", d)
+    return d
+
+
+def qa(tmp_path, *args, cwd=None):
+    """Run pytest with the plugin; returns (exit code, stdout, results JSON)."""
+    results = tmp_path / "results.json"
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", f"--cache-dir={tmp_path / 'cache'}",
+           f"--qa-results={results}", "-rA", *args]
+    proc = subprocess.run(cmd, cwd=cwd or ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})
+    data = json.loads(results.read_text()) if results.exists() else None
+    return proc.returncode, proc.stdout + proc.stderr, data
+
+
+def outcomes(data):
+    return {(r["check"], r["case_id"]): r["status"] for r in data["results"]}
+
+
+EXPECTED_FAILED = {
+    ("flux_variance", f"{VISIT}-o5jy03030"),
+    ("flux_variance", "8016-G191B2B-STIS/E140M-program-o5jy03030"),
+    ("rejection", VISIT),
+    ("rejection", "8016-G191B2B-STIS/E140M-program"),
+}
+
+
+def test_data_dir_run(data_dir, tmp_path):
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}")
+    assert code == 1, out
+    got = outcomes(data)
+    assert {k for k, v in got.items() if v == "failed"} == EXPECTED_FAILED
+    assert got[("snr_gain", VISIT)] == "passed"
+    assert got[("snr_gain", "7096-BD+28D4211-STIS/E230M-visit02")] == "skipped"
+    assert f"test_flux_variance[{VISIT}-o5jy03030]" in out
+    assert "remediation: scaled to o5jy03010_x1d.fits" in out and "hasp-qa summary" in out
+    rem = next(r for r in data["results"] if r["check"] == "rejection" and r["case_id"] == VISIT)["remediation"]
+    assert rem["rejected_after"] == [] and rem["factors"]["o5jy03030_x1d.fits"] > 1.3
+    assert data["programs"]["8016"]["engine_result"]["engine"] == "native"
+    assert "hasp" in data["environment"]
+
+
+def test_select_with_k_and_junit(data_dir, tmp_path):
+    junit = tmp_path / "junit.xml"
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "-k", "o5jy03030", f"--junitxml={junit}")
+    assert code == 1
+    assert set(outcomes(data)) == {k for k in EXPECTED_FAILED if k[0] == "flux_variance"}
+    cases = ET.parse(junit).getroot().iter("testcase")
+    names = {c.get("name"): c.find("failure") for c in cases}
+    assert set(names) == {f"test_flux_variance[{VISIT}-o5jy03030]",
+                          "test_flux_variance[8016-G191B2B-STIS/E140M-program-o5jy03030]"}
+    assert all("below -50" in f.get("message") for f in names.values())
+
+
+def test_xdist_computes_once_and_merges_results(data_dir, tmp_path):
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "-n", "2")
+    assert code == 1, out
+    assert {k for k, v in outcomes(data).items() if v == "failed"} == EXPECTED_FAILED
+    assert len(data["results"]) == (3 + 3 + 1 + 1) + 4 + 4  # exposures per product, 2 mode checks
+    # One engine run and one remediation per product, shared by both workers.
+    assert len(list((tmp_path / "cache" / "results").glob("*.pkl"))) == 1
+    assert len(list((tmp_path / "cache" / "remediations").glob("*.pkl"))) == 2
+
+
+def test_last_failed(data_dir, tmp_path):
+    shutil.copytree(ROOT / "checks", tmp_path / "proj" / "checks")
+    qa(tmp_path, f"--data-dir={data_dir}", cwd=tmp_path / "proj")
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "--lf", cwd=tmp_path / "proj")
+    assert set(outcomes(data)) == EXPECTED_FAILED, out
+
+
+def test_bad_check_file_is_a_collection_error(data_dir, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[check.strict]\nkind = "flux_variance"\n[check.strict.params]\nthreshold = "x"\n')
+    code, out, _ = qa(tmp_path, f"--data-dir={data_dir}", f"--checks={bad}")
+    assert code == 2, out
+    assert f"{bad}: check.strict.params.threshold: expected float, got str" in out
+
+
+def test_stricter_copy_and_threshold_override(data_dir, tmp_path):
+    strict = tmp_path / "strict.toml"
+    strict.write_text('[check.fv_strict]\nkind = "flux_variance"\n'
+                      '[check.fv_strict.params]\nthreshold = -5.0\n')
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", f"--checks={strict}", "--remediate=off")
+    strict_failed = {k for k, v in outcomes(data).items() if v == "failed"}
+    assert ("fv_strict", f"{VISIT}-o5jy03020") in strict_failed  # passes at -50, fails at -5
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "--threshold=-500")
+    assert code == 0, out
+
+
+def test_unreadable_file_errors_its_case_only(data_dir, tmp_path):
+    d = tmp_path / "mixed"
+    shutil.copytree(data_dir, d)
+    (d / "o9zz01010_x1d.fits").write_bytes(b"SIMPLE  = T" + b" " * 3000)
+    code, out, data = qa(tmp_path, f"--data-dir={d}")
+    got = outcomes(data)
+    assert got[("flux_variance", "mixed-o9zz01010")] == "error"
+    assert "o9zz01010_x1d.fits" in out and "ERROR" in out
+    assert {k for k, v in got.items() if v == "failed"} == EXPECTED_FAILED
+
+
+def test_archive_program_matches_data_dir(data_dir, tmp_path):
+    root = tmp_path / "mast"
+    shutil.copytree(data_dir, root / "8016")
+    with MastServer(root) as server:
+        code, out, data = qa(tmp_path, "--program=8016", f"--mast-url={server.url}")
+    assert code == 1, out
+    _, _, local = qa(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path,
+                     f"--data-dir={data_dir}")
+    assert outcomes(data) == outcomes(local)
+    assert data["programs"]["8016"]["manifest"]["program"] == "8016"
+
+
+def test_unknown_program_is_an_error_outcome(tmp_path):
+    (tmp_path / "mast").mkdir()
+    with MastServer(tmp_path / "mast") as server:
+        code, out, data = qa(tmp_path, "--program=99999", f"--mast-url={server.url}")
+    assert code == 1
+    assert set(outcomes(data).values()) == {"error"} and "99999" in out
+
+
+@pytest.mark.slow
+def test_hasp_engine_same_verdicts(data_dir, tmp_path):
+    _, _, native = qa(tmp_path / "n" if (tmp_path / "n").mkdir() is None else tmp_path,
+                      f"--data-dir={data_dir}")
+    code, out, ref = qa(tmp_path, f"--data-dir={data_dir}", "--engine=hasp")
+    assert code == 1, out
+    assert outcomes(ref) == outcomes(native)
+    assert ref["programs"]["8016"]["engine_result"]["engine"] == "hasp"
