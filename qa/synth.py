@@ -712,7 +712,7 @@ def _demo_8435(outdir: Path) -> list[Path]:
 
 def _demo_99101(outdir: Path) -> list[Path]:
     # The third exposure catches the source 8 % fainter than the visit's mean level.
-    return [write_cos(outdir, rootname=f"l{_program_code(99101)}01{i + 1}0", grating="G130M",
+    return [write_cos(outdir, rootname=f"l{_program_code(99101)}010{i + 1}0", grating="G130M",
                       cenwave=1291, program=99101, target="SYNTH-VAR-1", flux_norm=1e-13,
                       flux_scale=scale, exptime=1000.0, fppos=i % 4 + 1, seed=99101_0 + i,
                       expstart=58000.10 + 0.05 * i)
@@ -720,11 +720,11 @@ def _demo_99101(outdir: Path) -> list[Path]:
 
 
 def _demo_99102(outdir: Path) -> list[Path]:
-    cos = [write_cos(outdir, rootname=f"l{_program_code(99102)}01{i + 1}0", grating="G160M",
+    cos = [write_cos(outdir, rootname=f"l{_program_code(99102)}010{i + 1}0", grating="G160M",
                      cenwave=1600, program=99102, target="SYNTH-STEADY-1", flux_norm=1e-13,
                      exptime=1500.0, fppos=i + 2, seed=99102_0 + i, expstart=58100.10 + 0.05 * i)
            for i in range(3)]
-    stis = [write_stis_echelle(outdir, rootname=f"o{_program_code(99102)}02{i + 1}0", grating="E230M",
+    stis = [write_stis_echelle(outdir, rootname=f"o{_program_code(99102)}020{i + 1}0", grating="E230M",
                                cenwave=1978, program=99102, target="SYNTH-STEADY-1",
                                spectrum="power_law", flux_norm=1e-11, exptime=800.0,
                                seed=99102_10 + i, expstart=58101.10 + 0.05 * i)
