@@ -395,7 +395,8 @@ def write_stis_echelle(outdir: str | Path, *, rootname: str, grating: str = "E14
     target : str
         TARGNAME (coordinates from :data:`TARGETS`).
     spectrum : str or callable
-        Name in :data:`SPECTRA` or a function of wavelength (A), 1 near 1500 A.
+        Name in :data:`SPECTRA` or a function of wavelength (A), 1 near 1500 A
+        (e.g. ``functools.partial(power_law, index=-2)``).
     flux_norm : float
         Flux (erg/s/cm2/A) of ``spectrum`` = 1.
     flux_scale : float
@@ -432,23 +433,36 @@ def write_stis_echelle(outdir: str | Path, *, rootname: str, grating: str = "E14
     fixed_dq = _detector_dq(wavelength.shape, seed=cenwave)
     dead = np.isin(orders, mode.dead_orders)
     fixed_dq[dead] = 2048
-    rng = np.random.default_rng(seed)
-    tables = []
-    for ext in range(nsci):
-        arrays = _stis_arrays(rng, wavelength, sens, source, mode.bkg_fraction, exptime)
-        for values in arrays.values():
-            values[dead] = 0.0  # calstis writes zeros for an order it could not extract
-        dq = fixed_dq | _extra_dq(rng, wavelength.shape, extra_dq_fraction, extra_dq_bit)
-        table = _stis_table(wavelength, arrays, dq, orders, _echelle_geometry(mode, orders))
-        table.header.extend(_sci_header(extver=ext + 1, expname=_expname(rootname, ext),
-                                        exptime=exptime, expstart=expstart + ext * (exptime + 600) / 86400,
-                                        sdqflags=STIS_SDQFLAGS))
-        tables.append(table)
+    tables = _stis_exposures(
+        np.random.default_rng(seed), wavelength=wavelength, orders=orders, sens=sens, source=source,
+        bkg_fraction=mode.bkg_fraction, fixed_dq=fixed_dq, dead=dead,
+        geometry=_echelle_geometry(mode, orders), exptime=exptime, nsci=nsci, rootname=rootname,
+        expstart=expstart, extra_dq_fraction=extra_dq_fraction, extra_dq_bit=extra_dq_bit)
     primary = _primary(instrument="STIS", detector=mode.detector, grating=grating, cenwave=cenwave,
                        rootname=rootname, filename=f"{rootname}_x1d.fits", program=program,
                        target=target, aperture=aperture, wavelength=wavelength,
                        specres=mode.specres, exptime=exptime, nsci=nsci, obsmode="ACCUM")
     return _write(outdir, rootname, primary, tables, header)
+
+
+def _stis_exposures(rng: np.random.Generator, *, wavelength: np.ndarray, orders: np.ndarray,
+                    sens: np.ndarray, source: np.ndarray, bkg_fraction: float,
+                    fixed_dq: np.ndarray, dead: np.ndarray, geometry: Mapping[str, np.ndarray],
+                    exptime: float, nsci: int, rootname: str, expstart: float,
+                    extra_dq_fraction: float, extra_dq_bit: int) -> list[fits.BinTableHDU]:
+    """One SCI table per exposure; exposures follow each other with 600 s gaps."""
+    tables = []
+    for ext in range(nsci):
+        arrays = _stis_arrays(rng, wavelength, sens, source, bkg_fraction, exptime)
+        for values in arrays.values():
+            values[dead] = 0.0  # calstis writes zeros for an order it could not extract
+        dq = fixed_dq | _extra_dq(rng, wavelength.shape, extra_dq_fraction, extra_dq_bit)
+        table = _stis_table(wavelength, arrays, dq, orders, geometry)
+        table.header.extend(_sci_header(extver=ext + 1, expname=_expname(rootname, ext),
+                                        exptime=exptime, expstart=expstart + ext * (exptime + 600) / 86400,
+                                        sdqflags=STIS_SDQFLAGS))
+        tables.append(table)
+    return tables
 
 
 def _expname(rootname: str, ext: int) -> str:
@@ -483,19 +497,14 @@ def write_stis_first_order(outdir: str | Path, *, rootname: str, grating: str = 
     sens = _interp_log(wavelength, _G140L_SENS)
     source = _source(spectrum)(wavelength) * flux_norm * flux_scale
     fixed_dq = _detector_dq(wavelength.shape, seed=cenwave)
-    rng = np.random.default_rng(seed)
     geometry = {"A2CENTER": np.array([512.0], np.float32),
                 "EXTRLOCY": np.full((1, NPIX_STIS), 512.0, np.float32),
                 "BK1OFFST": np.array([-300.0], np.float32), "OFFSET": np.zeros(1, np.float32)}
-    tables = []
-    for ext in range(nsci):
-        arrays = _stis_arrays(rng, wavelength, sens, source, 0.05, exptime)
-        dq = fixed_dq | _extra_dq(rng, wavelength.shape, extra_dq_fraction, extra_dq_bit)
-        table = _stis_table(wavelength, arrays, dq, orders, geometry)
-        table.header.extend(_sci_header(extver=ext + 1, expname=_expname(rootname, ext),
-                                        exptime=exptime, expstart=expstart + ext * (exptime + 600) / 86400,
-                                        sdqflags=STIS_SDQFLAGS))
-        tables.append(table)
+    tables = _stis_exposures(
+        np.random.default_rng(seed), wavelength=wavelength, orders=orders, sens=sens, source=source,
+        bkg_fraction=0.05, fixed_dq=fixed_dq, dead=np.zeros(1, bool), geometry=geometry,
+        exptime=exptime, nsci=nsci, rootname=rootname, expstart=expstart,
+        extra_dq_fraction=extra_dq_fraction, extra_dq_bit=extra_dq_bit)
     primary = _primary(instrument="STIS", detector="FUV-MAMA", grating=grating, cenwave=cenwave,
                        rootname=rootname, filename=f"{rootname}_x1d.fits", program=program,
                        target=target, aperture=aperture, wavelength=wavelength,
@@ -584,8 +593,7 @@ def _cos_table(rng: np.random.Generator, segments: list[str], wavelength: np.nda
     background = np.where(active, 2e-4, 0.0)  # dark rate summed over the extraction box
     counts = _counts(rng, rate, background, exptime)
     bkg_counts = background * exptime
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_flux = np.where(active, 1.0 / (exptime * sens), 0.0)
+    per_flux = np.where(active, 1.0 / (exptime * sens), 0.0)  # flux per count
     net = (counts - bkg_counts) / exptime
     # Gehrels (1986) upper and lower 1-sigma counts, as calcos reports them.
     upper = 1.0 + np.sqrt(counts + 0.75)
