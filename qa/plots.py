@@ -273,7 +273,9 @@ def make_row_statistics_figure(product: Product) -> Figure:
         ax = fig.subplots()
         ax.axhspan(min(product.threshold * 10, -1e6), product.threshold, color="red", alpha=0.06,
                    linewidth=0)
-        stats = [r for r in product.row_stats if np.isfinite(r.scaled_median)]
+        # A row without qualifying pixels (e.g. fully flagged) has no statistic to place.
+        stats = [r for r in product.row_stats
+                 if np.isfinite([r.scaled_median, r.wave_min, r.wave_max]).all()]
         for file in product.inputs:
             for first in (True, False):
                 rows = [r for r in stats if r.file == file and (r.iteration == 1) == first]
