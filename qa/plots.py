@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from PIL import Image
 
 from .model import Dataset
 from .reader import good_pixel_mask, read_dataset
@@ -35,6 +36,7 @@ FLUX_LABEL = r"Flux [erg s$^{-1}$ cm$^{-2}$ Å$^{-1}$]"
 DPI = 100
 WIDE = (9.0, 4.0)        # one panel: 900 x 400 px, the report's width
 TALL = (9.0, 6.6)        # two stacked panels
+PNG_COLORS = 128
 ZOOM_WIDTH = 50.0        # Angstrom, as the tutorial's 1450-1500 window
 # The tutorial's window, used whenever the product covers it.
 KNOWN_ZOOMS = {"E140M": (1450.0, 1500.0)}
@@ -61,11 +63,21 @@ def _style() -> Iterator[None]:
 
 
 def to_png(fig: Figure) -> bytes:
-    """Render ``fig`` to PNG bytes without a date or software stamp (byte-reproducible)."""
+    """Render ``fig`` to a palette PNG without date or software stamp (byte-reproducible).
+
+    Dense noisy spectra make full-colour PNGs large; 128 colours without dithering
+    look the same and keep four figures of a mode near 150 kB, so a report with
+    several modes stays small. Pillow writes no text chunks unless asked to.
+    """
     buf = io.BytesIO()
     with _style():
-        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
+        fig.savefig(buf, format="png", dpi=DPI)
+    buf.seek(0)
+    image = Image.open(buf).convert("RGB").quantize(PNG_COLORS, method=Image.Quantize.MEDIANCUT,
+                                                     dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    image.save(out, format="png", optimize=True)
+    return out.getvalue()
 
 
 def product_title(product: Product, what: str) -> str:
