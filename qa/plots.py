@@ -21,6 +21,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
@@ -252,8 +253,12 @@ def make_spectra_figure(product: Product, datasets: list[Dataset], title: str,
 def _legend_outside(fig: Figure, ax: Axes) -> None:
     """One legend for the figure, below the panels, where it covers neither data nor title."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
-               markerscale=6, frameon=False)
+    legend = fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
+                        frameon=False)
+    # The data points are a pixel or two; the legend's must show colour and marker shape.
+    for handle in legend.legend_handles:
+        if isinstance(handle, PathCollection):
+            handle.set_sizes([30.0])
 
 
 def make_inputs_vs_coadd_figure(product: Product, datasets: list[Dataset],

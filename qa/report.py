@@ -1,0 +1,360 @@
+"""HTML for pytest-html reports and the results JSON they are rendered from.
+
+Two pieces end up in a pytest-html page:
+
+* :func:`case_extras` -- per test case: the verdict, observed values, parameters,
+  remediation outcome and (for the first case of a mode) the diagnostic figures;
+* :func:`summary_html` -- the block above the results table, rendered only from
+  the session results dict (the JSON written by :func:`write_results_json`), so a
+  report can be re-rendered from a stored JSON file.
+
+Every text that comes from a file or a message (target names, header values,
+file names, messages) goes through :func:`html.escape`: a TARGNAME
+``<script>alert(1)</script>`` is shown as text, never run.
+
+Figures are shown full width inside the HTML block rather than as pytest-html
+image extras, whose viewer is a 320 x 240 px thumbnail carousel where the plots
+are unreadable. With ``--self-contained-html`` they are embedded as data URIs;
+otherwise they are written as PNG files into ``assets_dir`` (the folder
+pytest-html itself uses, ``<report dir>/assets``) and linked relatively.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from pytest_html import extras
+
+from .plots import FIGURE_NAMES
+from .results import CheckResult, Remediation, product_key
+
+FIGURE_CAPTIONS = {
+    "inputs_vs_coadd": "Input exposures (good pixels) and the co-add; rejected files drawn as crosses.",
+    "row_statistics": "HASP's flux-filter statistic per row; files with a row below the threshold "
+                      "are rejected.",
+    "scaled_inputs": "Inputs scaled to the reference median flux, and the co-add made from them.",
+    "snr_gain": "SNR of the original and remediated co-adds, and their ratio (matched by wavelength).",
+}
+STATUS_CLASS = {"passed": "hqa-passed", "failed": "hqa-failed", "error": "hqa-failed",
+                "skipped": "hqa-skipped"}
+# Styles for both the summary and the case blocks; pytest-html inserts the summary
+# once at the top of the page, so the case blocks can rely on these classes.
+CSS = """
+.hqa h2, .hqa h3, .hqa h4 { margin: 0.6em 0 0.3em 0; }
+.hqa table.hqa-table { border-collapse: collapse; margin: 0.3em 0 0.8em 0; font-size: 13px; }
+.hqa table.hqa-table th, .hqa table.hqa-table td { border: 1px solid #ccc; padding: 2px 6px;
+  text-align: left; vertical-align: top; }
+.hqa table.hqa-table th { background: #f2f2f2; }
+.hqa .hqa-passed { color: #1a7f37; font-weight: bold; }
+.hqa .hqa-failed { color: #b3261e; font-weight: bold; }
+.hqa .hqa-skipped { color: #8a6d00; font-weight: bold; }
+.hqa .hqa-message { font-family: monospace; white-space: pre-wrap; }
+.hqa figure { margin: 0.5em 0 1em 0; }
+.hqa figure img { width: 100%; max-width: 900px; height: auto; border: 1px solid #e6e6e6; }
+.hqa figcaption { font-size: 12px; color: #555; }
+.hqa .hqa-counts span { display: inline-block; margin-right: 1.5em; }
+"""
+
+
+# ---------------------------------------------------------------- value formatting
+
+def _fmt(value: Any) -> str:
+    """Escaped text of a scalar: floats to 4 significant digits, None/NaN as a dash."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "&ndash;"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return escape(f"{value:.4g}")
+    return escape(str(value))
+
+
+def value_html(value: Any) -> str:
+    """HTML for an observed value: scalars, lists, mappings and lists of mappings (as tables)."""
+    if isinstance(value, Mapping):
+        return table_html([(escape(str(k)), value_html(v)) for k, v in value.items()]) if value \
+            else "&ndash;"
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, Mapping) for v in value):
+            columns = list(dict.fromkeys(k for v in value for k in v))
+            return table_html([[value_html(v.get(c)) for c in columns] for v in value],
+                              header=[escape(str(c)) for c in columns])
+        return ", ".join(value_html(v) for v in value) if value else "&ndash;"
+    return _fmt(value)
+
+
+def table_html(rows: list, header: list[str] | None = None) -> str:
+    """A table of already-escaped cells."""
+    head = "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="hqa-table">{head}{body}</table>'
+
+
+def _short(name: str) -> str:
+    return name.split("_")[0]
+
+
+# ---------------------------------------------------------------- per case
+
+def remediation_html(rem: Remediation | Mapping | None) -> str:
+    """The remediation outcome: factors, rejections after scaling, SNR gain."""
+    if rem is None:
+        return ""
+    rem = rem if isinstance(rem, Mapping) else asdict(rem)
+    if not rem["possible"]:
+        return f'<h4>Remediation</h4><p>not possible: {escape(rem["reason"])}</p>'
+    rows = [(escape(f), _fmt(rem["medians"].get(f)), _fmt(factor))
+            for f, factor in rem["factors"].items()]
+    parts = [
+        "<h4>Remediation: inputs scaled to a common median flux</h4>",
+        f"<p>reference {escape(rem['reference_file'])} (rule {escape(rem['reference_rule'])})</p>",
+        table_html(rows, header=["exposure", "median flux", "scale factor"]),
+        f"<p>kept after scaling: {value_html(rem['kept_after'])}; "
+        f"rejected after scaling: {value_html(rem['rejected_after']) if rem['rejected_after'] else 'none'}</p>",
+    ]
+    gain = rem.get("snr_gain")
+    if gain:
+        parts.append(table_html([(_fmt(gain["median"]), _fmt(gain["p5"]), _fmt(gain["p95"]),
+                                  _fmt(gain["nbins"]))],
+                                header=["median SNR gain", "5th percentile", "95th percentile", "bins"]))
+    elif rem.get("reason"):
+        parts.append(f"<p>{escape(rem['reason'])}</p>")
+    return "".join(parts)
+
+
+def figures_html(figures: Mapping[str, bytes], stem: str, assets_dir: Path | None = None) -> str:
+    """``<figure>`` elements, embedded (``assets_dir`` None) or written as files and linked.
+
+    Parameters
+    ----------
+    figures : mapping
+        Figure name -> PNG bytes (:func:`qa.plots.product_figures`).
+    stem : str
+        Prefix of the asset file names (made file-name safe).
+    assets_dir : Path, optional
+        A folder directly inside the report's folder; None embeds data URIs.
+    """
+    parts = []
+    for name in sorted(figures, key=lambda n: FIGURE_NAMES.index(n) if n in FIGURE_NAMES else 99):
+        png = figures[name]
+        if assets_dir is None:
+            src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        else:
+            assets_dir.mkdir(parents=True, exist_ok=True)
+            filename = f"{_safe(stem)}-{name}.png"
+            (assets_dir / filename).write_bytes(png)
+            src = f"{assets_dir.name}/{filename}"
+        caption = FIGURE_CAPTIONS.get(name, name)
+        parts.append(f'<figure><img src="{escape(src)}" alt="{escape(name)}" '
+                     f'data-figure="{escape(name)}"><figcaption>{escape(caption)}</figcaption></figure>')
+    return "".join(parts)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def case_html(result: CheckResult, figures: Mapping[str, bytes] | None = None,
+              assets_dir: Path | None = None) -> str:
+    """The HTML block of one case: verdict, observed values, parameters, remediation, figures."""
+    status = escape(result.status)
+    parts = [
+        f'<div class="hqa hqa-case" data-case="{escape(result.case_id)}">',
+        f'<h3><span class="{STATUS_CLASS.get(result.status, "")}">{status.upper()}</span> '
+        f"{escape(result.check)} &mdash; {escape(result.subject)}</h3>",
+        f'<p class="hqa-message">{escape(result.message)}</p>',
+        table_html([("check", escape(f"{result.check} (kind {result.kind})")),
+                    ("product", escape(result.product)), ("subject", escape(result.subject))]),
+    ]
+    if result.observed:
+        parts += ["<h4>Observed</h4>", value_html(result.observed)]
+    if result.params:
+        parts += ["<h4>Parameters</h4>", value_html(result.params)]
+    parts.append(remediation_html(result.remediation))
+    if figures:
+        parts += [f"<h4>Diagnostic plots of {escape(result.product)}</h4>",
+                  figures_html(figures, result.product, assets_dir)]
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def case_extras(result: CheckResult, figures: Mapping[str, bytes] | None = None,
+                assets_dir: Path | None = None) -> list[dict]:
+    """pytest-html extras of one case: the HTML block and the result as JSON.
+
+    Parameters
+    ----------
+    result : CheckResult
+        The case's verdict.
+    figures : mapping, optional
+        The product's figures; pass them only for the first case of a mode so each
+        plot appears once in the report.
+    assets_dir : Path, optional
+        None with ``--self-contained-html`` (figures embedded); otherwise
+        ``Path(htmlpath).parent / "assets"``.
+
+    Returns
+    -------
+    list of dict
+        Append to ``report.extras`` in ``pytest_runtest_makereport``.
+    """
+    return [extras.html(case_html(result, figures, assets_dir)),
+            extras.json(result.to_dict(), name="result JSON")]
+
+
+# ---------------------------------------------------------------- session summary
+
+def _product_key(p: Mapping) -> str:
+    return product_key(p["program"], p["target"], f"{p['instrument']}/{p['grating']}",
+                       p["level"], p["visit"])
+
+
+def _remediations(session: Mapping) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for r in session.get("results", []):
+        if r.get("remediation") and r["product"] not in out:
+            out[r["product"]] = r["remediation"]
+    return out
+
+
+def _gain_text(rem: Mapping | None) -> str:
+    if rem is None:
+        return "&ndash;"
+    if not rem["possible"]:
+        return "not possible: " + escape(rem["reason"])
+    factors = ", ".join(f"{escape(_short(f))} &times;{v:.4f}" for f, v in rem["factors"].items())
+    after = ", ".join(escape(_short(f)) for f in rem["rejected_after"]) or "none"
+    gain = rem.get("snr_gain")
+    gain_text = (f"; SNR gain median {gain['median']:.3f} (p5 {gain['p5']:.3f}, p95 {gain['p95']:.3f})"
+                 if gain else "")
+    return f"{factors}; rejected after: {after}{gain_text}"
+
+
+def _counts(session: Mapping) -> dict[str, int]:
+    results = session.get("results", [])
+    products = [p for prog in session["programs"].values() if prog.get("engine_result")
+                for p in prog["engine_result"]["products"]]
+    exposures = {(label, f) for label, prog in session["programs"].items() if prog.get("engine_result")
+                 for f in prog["engine_result"]["inputs"]}
+    tally = Counter(r["status"] for r in results)
+    modes = {(p["program"], p["target"], p["instrument"], p["grating"]) for p in products}
+    return {"programs": len(session["programs"]), "modes": len(modes),
+            "products": len({_product_key(p) for p in products}),
+            "exposures": len(exposures), "checks": len(results),
+            "passed": tally["passed"], "failed": tally["failed"], "errors": tally["error"],
+            "skipped": tally["skipped"],
+            "rejections": sum(len(p["rejected"]) for p in products),
+            "remediations": len(_remediations(session))}
+
+
+def _program_html(label: str, prog: Mapping, remediations: Mapping[str, dict]) -> str:
+    head = f"<h3>Program {escape(str(label))}</h3>"
+    if prog.get("error"):
+        return head + f'<p class="hqa-failed">{escape(prog["error"])}</p>'
+    er = prog["engine_result"]
+    threshold = prog.get("threshold", er["threshold"])
+    snrmax = prog.get("snrmax", er["snrmax"])
+    info = (f"<p>source {escape(str(prog.get('source')))} ({escape(str(prog.get('origin', '')))}); "
+            f"engine {escape(er['engine'])} ({escape(er['engine_version'])}); "
+            f"threshold {_fmt(threshold)}, snrmax {_fmt(snrmax)}</p>")
+    rows = []
+    for p in er["products"]:
+        key = _product_key(p)
+        rejected = ", ".join(f"{escape(_short(r['file']))} (iteration {r['iteration']}, "
+                             f"{len(r['rows'])} rows)" for r in p["rejected"]) or "none"
+        rows.append((escape(key), f"{len(p['kept'])} / {len(p['inputs'])}", rejected,
+                     _gain_text(remediations.get(key))))
+    parts = [head, info, table_html(rows, header=["product", "kept / inputs", "rejected",
+                                                  "remediation"])]
+    problems = [(escape(f), escape(why)) for f, why in er["input_errors"].items()]
+    problems += [(escape(k["file"]), escape(k["reason"])) for k in er["keyword_filtered"]]
+    if problems:
+        parts += ["<h4>Files not co-added</h4>", table_html(problems, header=["file", "reason"])]
+    return "".join(parts)
+
+
+def _failures_html(session: Mapping) -> str:
+    bad = [r for r in session.get("results", []) if r["status"] in ("failed", "error")]
+    if not bad:
+        return "<p>No check failed.</p>"
+    rows = [(f'<span class="{STATUS_CLASS[r["status"]]}">{escape(r["status"])}</span>',
+             escape(r["check"]), escape(r["case_id"]), f'<span class="hqa-message">'
+             f'{escape(r["message"])}</span>') for r in bad]
+    return table_html(rows, header=["status", "check", "case", "message"])
+
+
+def summary_html(session: Mapping) -> str:
+    """The summary block above the results table, rendered from the session results dict.
+
+    Parameters
+    ----------
+    session : mapping
+        The results JSON (see :func:`write_results_json`): ``programs`` (label ->
+        ``engine_result`` as ``EngineResult.to_dict(arrays=False)``, or ``error``),
+        ``results`` (``CheckResult.to_dict()``), ``environment``, ``options``.
+
+    Returns
+    -------
+    str
+        HTML with its own ``<style>``; every value from files or messages escaped.
+    """
+    counts = _counts(session)
+    labels = [("programs", "programs"), ("modes", "modes"),
+              ("products", "products (visit and program level)"), ("exposures", "exposures checked"),
+              ("checks", "checks"), ("passed", "passed"), ("failed", "failed"),
+              ("errors", "errors"), ("skipped", "skipped"), ("rejections", "flux-filter rejections"),
+              ("remediations", "remediations")]
+    count_html = "".join(f'<span data-count="{k}"><b>{counts[k]}</b> {text}</span>'
+                         for k, text in labels)
+    remediations = _remediations(session)
+    env = session.get("environment", {})
+    options = session.get("options", {})
+    parts = [
+        f"<style>{CSS}</style>",
+        '<div class="hqa hqa-summary">',
+        f"<h2>hasp-qa {escape(str(session.get('hasp_qa', '')))} results</h2>",
+        f"<p>created {escape(str(session.get('created', '')))}</p>",
+        f'<p class="hqa-counts">{count_html}</p>',
+        "<h3>Failures</h3>", _failures_html(session),
+        *(_program_html(label, prog, remediations) for label, prog in session["programs"].items()),
+        "<h3>Environment and options</h3>",
+        table_html([(escape(str(k)), value_html(v)) for k, v in {**env, **options}.items()]),
+        "</div>",
+    ]
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------- results JSON
+
+def write_results_json(path: str | Path, session: Mapping) -> Path:
+    """Write the session results dict as JSON, atomically (a reader never sees half a file).
+
+    NaN is not JSON: results carry None instead (``CheckResult.to_dict`` does that);
+    any NaN left is refused here rather than written as invalid JSON.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(session, indent=1, allow_nan=False, default=str)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_results_json(path: str | Path) -> dict:
+    """Read a results JSON written by :func:`write_results_json`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def load_check_results(session: Mapping) -> list[CheckResult]:
+    """The session's check results as :class:`CheckResult` objects."""
+    return [CheckResult.from_dict(r) for r in session.get("results", [])]
