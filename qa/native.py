@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .coadd import coadd, flatten_rows, row_statistics, subset
+from .coadd import coadd, flatten_rows, row_statistics
 from .errors import InputError
 from .grouping import ProductPlan, plan_products, product_filename
 from .model import Dataset
@@ -77,7 +77,7 @@ def run(inputs: str | Path | list, *, threshold: float = -50.0, snrmax: float = 
 def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[str]) -> Product:
     """Co-add one product, culling files with HASP's flux filter until none is removed."""
     drop = BAD_SEGMENTS.get(f"{plan.instrument}/{plan.grating}", ())
-    all_rows = flatten_rows(plan.datasets, plan.instrument, plan.detector, drop)
+    rows = flatten_rows(plan.datasets, plan.instrument, plan.detector, drop)
     names = [d.name for d in plan.datasets]
     keep = np.arange(len(plan.datasets))
     product = Product(level=plan.level, program=plan.program, visit=plan.visit,
@@ -88,23 +88,23 @@ def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[st
     iteration = 0
     while keep.size:
         iteration += 1
-        rows = all_rows if keep.size == len(names) else subset(all_rows, keep)
-        if rows.nrows == 0:
+        active = rows.rows_of(keep)
+        if not active.any():
             break
-        co = coadd(rows, plan.instrument, plan.detector)
+        co = coadd(rows, active, plan.instrument, plan.detector)
         if co is None:
             log.append(f"{product.key}: no good data, skipping")
             break
-        stats = row_statistics(rows, co, snrmax)
-        for r in range(rows.nrows):
+        stats = row_statistics(rows, active, co, snrmax)
+        for r in np.flatnonzero(active):
             exp = rows.row_exp[r]
             product.row_stats.append(RowStat(
                 file=names[rows.row_file[r]], extver=exp.extver,
                 row=exp.row_labels[rows.row_index[r]], iteration=iteration, n=int(stats.n[r]),
                 median_deviation=float(stats.median_deviation[r]),
                 scaled_median=float(stats.scaled_median[r]),
-                wave_min=float(stats.wave_min[r]), wave_max=float(stats.wave_max[r])))
-        bad = np.nonzero(stats.scaled_median < threshold)[0]
+                wave_min=float(rows.row_good_min[r]), wave_max=float(rows.row_good_max[r])))
+        bad = np.flatnonzero(active & (stats.scaled_median < threshold))
         if not bad.size:
             break
         culled = list(dict.fromkeys(rows.row_file[bad]))

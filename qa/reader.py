@@ -7,11 +7,13 @@ on with the other files.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
+from . import fitsio
 from .errors import InputError
 from .model import (ARRAY_COLUMNS, COS_VARIANCE_COLUMNS, PRIMARY_KEYS, REQUIRED_PRIMARY_KEYS,
                     REQUIRED_SCI_KEYS, SCI_KEYS, Dataset, Exposure)
@@ -48,11 +50,23 @@ def read_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file does not exist")
+    try:
+        buf, hdus = fitsio.read_hdus(path)
+        return _build(path, [h.header for h in hdus], lambda i: fitsio.table(buf, hdus[i]))
+    except fitsio.FitsFormatError as exc:
+        raise InputError(path, str(exc)) from exc
+    except fitsio.Unsupported:
+        return read_dataset_astropy(path)
+
+
+def read_dataset_astropy(path: str | Path) -> Dataset:
+    """:func:`read_dataset` through astropy.io.fits: slower, for any valid FITS layout."""
+    path = Path(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             with fits.open(path, mode="readonly", memmap=False) as hdul:
-                dataset = _read_hdul(path, hdul)
+                dataset = _build(path, [h.header for h in hdul], lambda i: hdul[i].data)
         except InputError:
             raise
         except Exception as exc:  # astropy signals corrupt files with many exception types
@@ -73,8 +87,9 @@ def _describe_fits_failure(exc: Exception, caught: list) -> str:
     return f"corrupt or truncated FITS file ({type(exc).__name__}: {text})"
 
 
-def _read_hdul(path: Path, hdul: fits.HDUList) -> Dataset:
-    header0 = hdul[0].header
+def _build(path: Path, headers: list[Mapping], table: Callable[[int], np.ndarray]) -> Dataset:
+    """A Dataset from HDU headers (dict-like) and a function returning HDU ``i``'s table."""
+    header0 = headers[0]
     missing = [k for k in REQUIRED_PRIMARY_KEYS if k not in header0]
     if missing:
         raise InputError(path, f"primary header lacks keyword(s) {', '.join(missing)}")
@@ -84,42 +99,47 @@ def _read_hdul(path: Path, hdul: fits.HDUList) -> Dataset:
         raise InputError(path, f"unknown instrument INSTRUME = {primary['INSTRUME']!r} "
                                f"(expected one of {', '.join(INSTRUMENTS)})")
     dataset = Dataset(path=path, primary=primary)
-    for hdu in hdul[1:]:
-        if hdu.header.get("EXTNAME") != "SCI":
-            continue
-        dataset.exposures.append(_read_sci(path, instrument, hdu))
+    for index, header in enumerate(headers):
+        if index and header.get("EXTNAME") == "SCI":
+            dataset.exposures.append(_read_sci(path, instrument, header, lambda: table(index)))
     if not dataset.exposures:
         raise InputError(path, "no SCI extension")
     return dataset
 
 
-def _read_sci(path: Path, instrument: str, hdu) -> Exposure:
-    extver = int(hdu.header.get("EXTVER", 1))
+def _native(column: np.ndarray) -> np.ndarray:
+    # Same values in the machine's byte order: arithmetic on big-endian arrays is slower.
+    return np.atleast_2d(np.ascontiguousarray(column, dtype=column.dtype.newbyteorder("=")))
+
+
+def _read_sci(path: Path, instrument: str, header: Mapping,
+              table: Callable[[], np.ndarray]) -> Exposure:
+    extver = int(header.get("EXTVER", 1))
     where = f"SCI extension {extver}"
-    missing = [k for k in REQUIRED_SCI_KEYS if k not in hdu.header]
+    missing = [k for k in REQUIRED_SCI_KEYS if k not in header]
     if missing:
         raise InputError(path, f"{where} lacks keyword(s) {', '.join(missing)}")
-    data = hdu.data
+    data = table()
     if data is None or len(data) == 0:
         raise InputError(path, f"{where} has no rows")
-    names = set(data.columns.names)
+    names = set(data.dtype.names)
     label_column = "SPORDER" if instrument == "STIS" else "SEGMENT"
     missing = [c for c in (*ARRAY_COLUMNS, label_column) if c not in names]
     if missing:
         raise InputError(path, f"{where} lacks column(s) {', '.join(missing)}")
-    header = {k: hdu.header[k] for k in SCI_KEYS if k in hdu.header}
-    header["EXTVER"] = extver
-    arrays = {c.lower(): np.atleast_2d(np.asarray(data[c])) for c in ARRAY_COLUMNS}
+    values = {k: header[k] for k in SCI_KEYS if k in header}
+    values["EXTVER"] = extver
+    arrays = {c.lower(): _native(data[c]) for c in ARRAY_COLUMNS}
     sporder = None
     if instrument == "STIS":
         sporder = np.asarray(data["SPORDER"]).astype(int)
         labels = [f"order {o}" for o in sporder]
     else:
-        labels = [str(s).strip() for s in data["SEGMENT"]]
+        labels = [(s.decode() if isinstance(s, bytes) else str(s)).strip() for s in data["SEGMENT"]]
     variance = None
     if instrument == "COS" and all(c in names for c in COS_VARIANCE_COLUMNS):
-        variance = sum(np.atleast_2d(np.asarray(data[c])) for c in COS_VARIANCE_COLUMNS)
-    return Exposure(path=path, extver=extver, header=header, row_labels=labels, sporder=sporder,
+        variance = sum(_native(data[c]) for c in COS_VARIANCE_COLUMNS)
+    return Exposure(path=path, extver=extver, header=values, row_labels=labels, sporder=sporder,
                     variance=variance, **arrays)
 
 

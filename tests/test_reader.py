@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from qa import native
+from qa import fitsio, native
 from qa.errors import InputError
-from qa.reader import read_dataset, validate_dataset
+from qa.reader import read_dataset, read_dataset_astropy, validate_dataset
 
 from .conftest import derive_copy
 
@@ -18,7 +18,7 @@ def test_reads_real_echelle_file(real_dir):
     ds = read_dataset(real_dir / "o4vt02040_x1d.fits")
     (exp,) = ds.exposures
     assert (ds.instrument, ds.grating, ds.detector, ds.program) == ("STIS", "E140M", "FUV-MAMA", 8016)
-    assert exp.flux.shape == (44, 1024) and exp.flux.dtype == np.dtype(">f4")
+    assert exp.flux.shape == (44, 1024) and exp.flux.dtype == np.float32
     assert exp.row_labels[0] == "order 86" and exp.exptime == 3096.0 and exp.sdqflags == 31743
     assert ds.visit == "02"
 
@@ -114,3 +114,34 @@ def test_files_are_not_modified(real_dir):
     before = (real_dir / "o4vt02040_x1d.fits").read_bytes()
     native.run([real_dir / "o4vt02040_x1d.fits"])
     assert (real_dir / "o4vt02040_x1d.fits").read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["o4vt02040", "o3zx02070", "odbue5030", "ocb6f1020", "ocb6i2020"])
+def test_fast_reader_equals_astropy(real_dir, name):
+    fast = read_dataset(real_dir / f"{name}_x1d.fits")
+    slow = read_dataset_astropy(real_dir / f"{name}_x1d.fits")
+    assert fast.primary == slow.primary
+    for a, b in zip(fast.exposures, slow.exposures, strict=True):
+        assert a.header == b.header and a.row_labels == b.row_labels
+        for col in ("wavelength", "flux", "error", "gross", "net", "dq"):
+            assert np.array_equal(getattr(a, col), getattr(b, col))
+
+
+def test_scaled_columns_fall_back_to_astropy(real_dir, tmp_path):
+    # An unsigned DQ column (TZERO = 32768) is valid FITS the fast reader leaves to astropy.
+    path = tmp_path / "o4vt02041_x1d.fits"
+    with fits.open(real_dir / "o4vt02040_x1d.fits") as hdul:
+        cols = [c if c.name != "DQ" else
+                fits.Column(name="DQ", format="1024I", bzero=32768,
+                            array=hdul[1].data["DQ"].astype(np.uint16))
+                for c in hdul[1].columns]
+        hdu = fits.BinTableHDU.from_columns(cols, header=hdul[1].header)
+        fits.HDUList([hdul[0].copy(), hdu]).writeto(path)
+    buf, hdus = fitsio.read_hdus(path)
+    with pytest.raises(fitsio.Unsupported):
+        fitsio.table(buf, hdus[1])
+    ds = read_dataset(path)
+    real = read_dataset(real_dir / "o4vt02040_x1d.fits").exposures[0]
+    assert ds.exposures[0].dq.dtype == np.uint16
+    assert np.array_equal(ds.exposures[0].dq, real.dq)
+    assert np.array_equal(ds.exposures[0].flux, real.flux)
