@@ -83,3 +83,36 @@ def test_hypothesis_derived_sets(real_dir, tmp_path_factory, scales, flagged, sn
         derive_copy(real_dir / "o4vt02040_x1d.fits", d, f"o4vt06{i}10", flux_scale=scale,
                     flag_fraction=flagged, seed=i)
     assert_same(d, snrmax=snrmax, threshold=threshold)
+
+
+def test_swrapper_command_writes_what_native_predicts(tmp_path):
+    """The real `swrapper` CLI on the demo program: same product files, same co-adds."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from astropy.io import fits
+
+    from qa.synth import write_demo_program
+
+    data = tmp_path / "8435"
+    write_demo_program("8435", data)
+    out = tmp_path / "products"
+    swrapper = Path(sys.executable).with_name("swrapper")
+    log = subprocess.run([str(swrapper), "-i", str(data), "-o", str(out)], capture_output=True,
+                         text=True, check=True, timeout=600).stdout
+    result = native.run(data)
+    expected = {p.filename: p for p in result.products if p.flux is not None}
+    written = {f.name for f in out.glob("*_cspec.fits")}
+    # Besides single-grating co-adds swrapper writes the abutted E140M-E230M program product.
+    assert written - set(expected) == {"hst_8435_stis_g191b2b_e140m-e230m_o5jy_cspec.fits"}
+    assert set(expected) <= written
+    for name, product in expected.items():
+        with fits.open(out / name) as hdul:
+            sci = hdul[1].data
+            np.testing.assert_array_equal(sci["WAVELENGTH"][0], product.wavelength.astype(np.float32))
+            np.testing.assert_allclose(sci["FLUX"][0], product.flux.astype(np.float32), rtol=1e-6)
+            np.testing.assert_allclose(sci["SNR"][0], product.snr.astype(np.float32), rtol=1e-6)
+            assert sorted(hdul[2].data["FILENAME"]) == sorted(product.kept)
+    assert "Removing file" in log and "o5jy03030_x1d.fits" in log
