@@ -59,6 +59,7 @@ def run_case(name: str, files: list[Path], repeat: int) -> dict:
             "bytes": int(sum(p.stat().st_size for p in files)),
             "native_s": round(t_native, 4), "hasp_s": round(t_hasp, 3),
             "speedup": round(t_hasp / t_native, 1), "agree": not diffs,
+            "bit_identical": not differences(a, b, rtol=0.0),
             "rejected": sorted({r.file for p in a.products for r in p.rejected}),
             "differences": diffs[:3]}
 
