@@ -253,8 +253,11 @@ def make_spectra_figure(product: Product, datasets: list[Dataset], title: str,
 def _legend_outside(fig: Figure, ax: Axes) -> None:
     """One legend for the figure, below the panels, where it covers neither data nor title."""
     handles, labels = ax.get_legend_handles_labels()
-    legend = fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
-                        frameon=False)
+    _enlarge_markers(fig.legend(handles, labels, loc="outside lower center",
+                                ncols=min(len(labels), 4), frameon=False))
+
+
+def _enlarge_markers(legend) -> None:
     # The data points are a pixel or two; the legend's must show colour and marker shape.
     for handle in legend.legend_handles:
         if isinstance(handle, PathCollection):
@@ -409,7 +412,8 @@ def make_snr_gain_figure(original: Product, remediated: Product, gain: SnrGain |
         top.set_xlabel(WAVE_LABEL)
         fig.suptitle(product_title(original, "Signal-to-noise: original vs remediated co-add"))
         handles = top.get_legend_handles_labels()[0] + bottom.get_legend_handles_labels()[0]
-        fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+        _enlarge_markers(fig.legend(handles=handles, loc="outside lower center", ncols=3,
+                                    frameon=False))
     return fig
 
 

@@ -364,7 +364,7 @@ def demo_report(where: Path, *extra: str) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(not plugin_renders_html(), strict=True,
+@pytest.mark.xfail(not plugin_renders_html(), run=False, strict=True,
                    reason="qa/plugin.py does not call qa.report yet (no pytest_html_results_summary)")
 def test_demo_report_in_a_browser(browser, tmp_path):
     html = demo_report(tmp_path)
