@@ -1,4 +1,2 @@
-"""Root conftest: kept thin. The plugin itself is registered through the pytest11 entry point."""
-
-# The loopback MAST server fixture, for the project's tests and for users' own.
-pytest_plugins = ["fixtures.mast_server"]
+"""Root conftest, kept thin: the hasp-qa plugin and the loopback MAST server fixture
+come from the package's pytest11 entry points (see pyproject.toml)."""

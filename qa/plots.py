@@ -28,6 +28,7 @@ from PIL import Image
 
 from .model import Dataset
 from .reader import good_pixel_mask, read_dataset
+from .remediate import relative_snr
 from .results import Product, Remediation, SnrGain
 
 matplotlib.use("Agg")  # the plugin may run where no display exists
@@ -375,19 +376,6 @@ def scaled_inputs(remediation: Remediation, scaled_datasets: list[Dataset],
 
 
 # ---------------------------------------------------------------- SNR gain
-
-def relative_snr(original: Product, remediated: Product) -> tuple[np.ndarray, np.ndarray]:
-    """Remediated SNR over original SNR on the original grid, matched by wavelength.
-
-    The grids of the two co-adds may differ (bins, range), so the remediated SNR is
-    interpolated onto the original wavelengths; bins outside its range, and bins
-    with original SNR <= 0, are left out (as :func:`qa.remediate.snr_gain` does).
-    """
-    new = np.interp(original.wavelength, remediated.wavelength, remediated.snr,
-                    left=np.nan, right=np.nan)
-    use = (original.snr > 0) & np.isfinite(original.snr) & np.isfinite(new)
-    return original.wavelength[use], new[use] / original.snr[use]
-
 
 def make_snr_gain_figure(original: Product, remediated: Product, gain: SnrGain | None) -> Figure:
     """SNR of both co-adds, and their ratio with its median (tutorial figures 2 and 4)."""

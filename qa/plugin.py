@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from . import __version__
+from . import __version__, plots, report
 from .checks import CheckFileError, CheckSpec
 from .results import CheckResult
 from .session import ENGINES, Case, Options, QASession
@@ -173,12 +173,20 @@ class QAPlugin:
         return self._session
 
     def cases(self, spec: CheckSpec) -> list[Case]:
-        cases = self.session().cases(spec)
-        for case in cases:
-            key = (case.source, case.product_key)
-            if case.product_key and key not in self._seen_products:
-                self._seen_products.add(key)
-                case.owns_figures = True
+        """The spec's cases; each product's plots go to its first mode-level case.
+
+        A mode case is one per product and, when files were rejected, the failing
+        (expanded) row of the report; exposure cases carry the plots only when no
+        mode check is configured.
+        """
+        session = self.session()
+        cases = session.cases(spec)
+        if spec.subject == "mode" or not any(s.subject == "mode" for s in session.specs):
+            for case in cases:
+                key = (case.source, case.product_key)
+                if case.product_key and key not in self._seen_products:
+                    self._seen_products.add(key)
+                    case.owns_figures = True
         return cases
 
     def pytest_collect_file(self, file_path: Path, parent):
@@ -245,6 +253,37 @@ class QAPlugin:
             return Path(html).with_suffix(".json")
         return Path(self.config.invocation_params.dir) / DEFAULT_RESULTS
 
+    # ------------------------------------------------------------ HTML report
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call):
+        rep = (yield).get_result()
+        result = getattr(item, "result", None)
+        if result is None or not self.config.pluginmanager.hasplugin("html") or \
+                not (rep.when == "call" or (rep.when == "setup" and rep.failed)):
+            return
+        rep.extras = getattr(rep, "extras", []) + report.case_extras(
+            result, self._figures(item.case), self._assets_dir())
+
+    def _figures(self, case: Case) -> dict[str, bytes] | None:
+        if not case.owns_figures or case.subject is None:
+            return None
+        session, product = self.session(), case.subject.product
+        return plots.product_figures(product, session.source(case.source).directory,
+                                     case.subject.remediation,
+                                     session.remediated_product(case.source, product))
+
+    def _assets_dir(self) -> Path | None:
+        html = self.config.getoption("htmlpath", None)
+        if not html or self.config.getoption("self_contained_html", False):
+            return None
+        return Path(html).parent / "assets"
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
+        if getattr(self, "summary", None) is not None:
+            prefix.append(report.summary_html(self.summary))
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):
@@ -253,9 +292,7 @@ class QAPlugin:
             self.summary = self.session_dict()
         except CheckFileError:
             return  # already reported as a collection error; there are no results
-        path = self.results_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.summary, indent=1, default=str))
+        report.write_results_json(self.results_path(), self.summary)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         summary = getattr(self, "summary", None)

@@ -121,18 +121,27 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
     return dest
 
 
-def snr_gain(original: Product, remediated: Product) -> SnrGain | None:
-    """SNR_new / SNR_old over bins with SNR_old > 0, matched by wavelength."""
-    if original.snr is None or remediated.snr is None:
-        return None
+def relative_snr(original: Product, remediated: Product) -> tuple[np.ndarray, np.ndarray]:
+    """Wavelengths and SNR_new / SNR_old over the original bins with SNR_old > 0.
+
+    The grids of the two co-adds may differ (range, bins), so the remediated SNR
+    is matched by wavelength (interpolated onto the original grid), never by index.
+    """
     new = np.interp(original.wavelength, remediated.wavelength, remediated.snr,
                     left=np.nan, right=np.nan)
     use = (original.snr > 0) & np.isfinite(original.snr) & np.isfinite(new)
-    if not use.any():
+    return original.wavelength[use], new[use] / original.snr[use]
+
+
+def snr_gain(original: Product, remediated: Product) -> SnrGain | None:
+    """Median and 5th/95th percentiles of :func:`relative_snr`; None without both co-adds."""
+    if original.snr is None or remediated.snr is None:
         return None
-    ratio = new[use] / original.snr[use]
+    _wave, ratio = relative_snr(original, remediated)
+    if not ratio.size:
+        return None
     p5, med, p95 = np.percentile(ratio, [5, 50, 95])
-    return SnrGain(median=float(med), p5=float(p5), p95=float(p95), nbins=int(use.sum()))
+    return SnrGain(median=float(med), p5=float(p5), p95=float(p95), nbins=int(ratio.size))
 
 
 def remediate(product: Product, datasets: list[Dataset], outdir: Path,

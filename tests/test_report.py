@@ -346,26 +346,18 @@ def test_report_with_linked_assets_in_a_browser(built, browser, tmp_path):
     assert "data:image/png" not in html.read_text()
 
 
-def plugin_renders_html() -> bool:
-    """Whether qa/plugin.py implements pytest-html's summary hook (wires qa.report in)."""
-    from qa.plugin import QAPlugin
-    return hasattr(QAPlugin, "pytest_html_results_summary")
-
-
 def demo_report(where: Path, *extra: str) -> Path:
     """``pytest --demo --html=... --self-contained-html`` in a subprocess, in its own cache."""
     html = where / "demo.html"
     args = [sys.executable, "-m", "pytest", "--demo", f"--html={html}", "--self-contained-html",
             f"--cache-dir={where / 'cache'}", "-p", "no:cacheprovider", "-q", *extra]
-    # From the repository, as a user runs it: its checks/ and root conftest are then top-level.
+    # From the repository, as a user runs it.
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # the demo has failures
     return html
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(not plugin_renders_html(), run=False, strict=True,
-                   reason="qa/plugin.py does not call qa.report yet (no pytest_html_results_summary)")
 def test_demo_report_in_a_browser(browser, tmp_path):
     html = demo_report(tmp_path)
     assert html.stat().st_size < 3_000_000
