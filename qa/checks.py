@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .remediate import REFERENCE_RULES
 from .results import KeywordFilter, Product, Remediation
 
 SUBJECTS = ("exposure", "mode")
@@ -22,6 +23,8 @@ ON_FAIL = ("remediate", "report")
 SPEC_KEYS = {"kind", "description", "on_fail", "params"}
 # Parameters of HASP's engine run; every kind has them.
 ENGINE_PARAMS = {"threshold": (float, -50.0), "snrmax": (float, 20.0)}
+# Parameters whose values come from a fixed set.
+CHOICES = {"reference": REFERENCE_RULES}
 
 
 class CheckFileError(Exception):
@@ -153,6 +156,10 @@ def _params(path: Path, where: str, kind: CheckKind, given: dict) -> dict[str, A
         if not ok:
             raise CheckFileError(path, f"{where}.params.{key}",
                                  f"expected {typ.__name__}, got {type(value).__name__} {value!r}")
+        choices = CHOICES.get(key)
+        if choices and value not in choices:
+            raise CheckFileError(path, f"{where}.params.{key}",
+                                 f"expected one of {', '.join(choices)}, got {value!r}")
         out[key] = value
     return {k: out.get(k, default) for k, (_typ, default) in kind.params.items()}
 
@@ -181,7 +188,7 @@ def _fmt(v: float) -> str:
     return f"{v:.1f}" if np.isfinite(v) else str(v)
 
 
-@register("flux_variance", "exposure", worst_rows=(int, 3))
+@register("flux_variance", "exposure", worst_rows=(int, 3), reference=(str, "brightest"))
 def flux_variance(subject: Subject, params: dict[str, Any]) -> Verdict:
     """Fail when any row of the file scored below ``threshold`` against a co-add it was in."""
     product, file = subject.product, subject.file
@@ -217,7 +224,7 @@ def flux_variance(subject: Subject, params: dict[str, Any]) -> Verdict:
                              f"(lowest: {worst_text or 'none tested'})", observed)
 
 
-@register("rejection", "mode", keyword_filtered_fails=(bool, False))
+@register("rejection", "mode", keyword_filtered_fails=(bool, False), reference=(str, "brightest"))
 def rejection(subject: Subject, params: dict[str, Any]) -> Verdict:
     """Fail when the product lost an exposure to the flux filter (or, optionally, to keywords)."""
     product = subject.product

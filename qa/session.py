@@ -210,7 +210,7 @@ class QASession:
                 continue
             todo = [s for s in subjects if (s.file is None) == (spec.subject == "mode")]
             if any(spec.evaluate(s).status == "failed" for s in todo):
-                return spec.params.get("reference", "brightest")
+                return spec.params["reference"]
         return None
 
     # -------------------------------------------------------------- cases

@@ -40,5 +40,6 @@ def render_summary(summary: dict) -> str:
             lines.append(f"  {key:<44} kept {len(p['kept'])}/{len(p['inputs'])}  "
                          f"rejected: {rejected:<28} remediation: {_remediation_text(remediation.get(key))}")
     tally = Counter(r["status"] for r in results)
-    lines.append("checks: " + ", ".join(f"{tally.get(s, 0)} {s}" for s in ("passed", "failed", "error", "skipped")).replace(" error", " errors"))
+    labels = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
+    lines.append("checks: " + ", ".join(f"{tally.get(k, 0)} {v}" for k, v in labels.items()))
     return "\n".join(lines)

@@ -24,7 +24,7 @@ def test_project_checks_load():
     specs = load_checks([PROJECT_CHECKS])
     assert [s.name for s in specs] == ["flux_variance", "rejection", "snr_gain"]
     fv = specs[0]
-    assert fv.params == {"threshold": -50.0, "snrmax": 20.0, "worst_rows": 3}
+    assert fv.params == {"threshold": -50.0, "snrmax": 20.0, "worst_rows": 3, "reference": "brightest"}
     assert fv.subject == "exposure" and fv.on_fail == "remediate"
 
 
@@ -40,6 +40,8 @@ def test_project_checks_load():
     ('[check.a]\nkind = "snr_gain"\n[check.a.params]\nmin_gain = 1.0\n',
      "check.a.params.min_gain: unknown parameter of snr_gain"),
     ('[check.a]\nkind = "snr_gain"\non_fail = "panic"\n', "check.a.on_fail"),
+    ('[check.a]\nkind = "rejection"\n[check.a.params]\nreference = "loudest"\n',
+     "check.a.params.reference: expected one of brightest, median, first"),
     ('[check.a\nkind = 1', "cannot be read as TOML"),
     ('[other]\nx = 1\n', "unknown top-level table"),
 ])
@@ -110,3 +112,25 @@ def test_snr_gain_without_remediation_is_skipped(scaled_result):
     (gain,) = [s for s in load_checks([PROJECT_CHECKS]) if s.name == "snr_gain"]
     product = scaled_result.products[0]
     assert gain.evaluate(Subject(product=product)).status == "skipped"
+
+
+def test_keyword_filtered_files_are_reported_and_optionally_fail(real_dir, tmp_path):
+    src = real_dir / "o4vt02040_x1d.fits"
+    derive_copy(src, tmp_path, "o4vt07010")
+    derive_copy(src, tmp_path, "o4vt07020")
+    derive_copy(src, tmp_path, "o4vt07030", sci={"EXPFLAG": "INTERRUPTED"})
+    result = native.run(tmp_path)
+    product = result.product("8016-G191B2B-STIS/E140M-visit07")
+    keyword = [k for k in result.keyword_filtered if product.key in k.product_keys]
+    subject = Subject(product=product, keyword_filtered=keyword)
+    lenient = (tmp_path / "a.toml", 'false')
+    strict = (tmp_path / "b.toml", 'true')
+    verdicts = []
+    for path, flag in (lenient, strict):
+        path.write_text(f'[check.r]\nkind = "rejection"\n[check.r.params]\n'
+                        f'keyword_filtered_fails = {flag}\n')
+        (spec,) = load_check_file(path)
+        verdicts.append(spec.evaluate(subject))
+    assert [v.status for v in verdicts] == ["passed", "failed"]
+    assert "o4vt07030_x1d.fits (EXPFLAG = INTERRUPTED)" in verdicts[0].message
+    assert verdicts[1].observed["keyword_filtered"][0]["filter"] == "EXPFLAG"

@@ -136,8 +136,8 @@ def test_archive_program_matches_data_dir(data_dir, tmp_path):
     with MastServer(root) as server:
         code, out, data = qa(tmp_path, "--program=8016", f"--mast-url={server.url}")
     assert code == 1, out
-    _, _, local = qa(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path,
-                     f"--data-dir={data_dir}")
+    (tmp_path / "local").mkdir()
+    _, _, local = qa(tmp_path / "local", f"--data-dir={data_dir}")
     assert outcomes(data) == outcomes(local)
     assert data["programs"]["8016"]["manifest"]["program"] == "8016"
 
@@ -152,8 +152,8 @@ def test_unknown_program_is_an_error_outcome(tmp_path):
 
 @pytest.mark.slow
 def test_hasp_engine_same_verdicts(data_dir, tmp_path):
-    _, _, native = qa(tmp_path / "n" if (tmp_path / "n").mkdir() is None else tmp_path,
-                      f"--data-dir={data_dir}")
+    (tmp_path / "native").mkdir()
+    _, _, native = qa(tmp_path / "native", f"--data-dir={data_dir}")
     code, out, ref = qa(tmp_path, f"--data-dir={data_dir}", "--engine=hasp")
     assert code == 1, out
     assert outcomes(ref) == outcomes(native)
