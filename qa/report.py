@@ -273,13 +273,26 @@ def _program_html(label: str, prog: Mapping, remediations: Mapping[str, dict]) -
                              f"{len(r['rows'])} rows)" for r in p["rejected"]) or "none"
         rows.append((escape(key), f"{len(p['kept'])} / {len(p['inputs'])}", rejected,
                      _gain_text(remediations.get(key))))
-    parts = [head, info, table_html(rows, header=["product", "kept / inputs", "rejected",
-                                                  "remediation"])]
+    parts = [head, info, _manifest_html(prog.get("manifest")),
+             table_html(rows, header=["product", "kept / inputs", "rejected", "remediation"])]
     problems = [(escape(f), escape(why)) for f, why in er["input_errors"].items()]
     problems += [(escape(k["file"]), escape(k["reason"])) for k in er["keyword_filtered"]]
     if problems:
         parts += ["<h4>Files not co-added</h4>", table_html(problems, header=["file", "reason"])]
     return "".join(parts)
+
+
+def _manifest_html(manifest: Mapping | None) -> str:
+    """Where an archive program's files came from: the download manifest."""
+    if not manifest:
+        return ""
+    line = (f"<p>archive {escape(str(manifest.get('mast_url')))}, queried "
+            f"{escape(str(manifest.get('query_time')))}: {len(manifest.get('downloaded', []))} "
+            f"downloaded, {len(manifest.get('reused', []))} reused from the cache</p>")
+    rows = [(escape(str(p.get("filename"))), escape(str(p.get("status"))), _fmt(p.get("size")),
+             f'<code>{escape(str(p.get("sha256") or "")[:16])}</code>',
+             escape(str(p.get("reason") or ""))) for p in manifest.get("products", [])]
+    return line + table_html(rows, header=["file", "status", "bytes", "sha256", "problem"])
 
 
 def _failures_html(session: Mapping) -> str:

@@ -133,9 +133,14 @@ def test_unreadable_file_errors_its_case_only(data_dir, tmp_path):
 def test_archive_program_matches_data_dir(data_dir, tmp_path):
     root = tmp_path / "mast"
     shutil.copytree(data_dir, root / "8016")
+    html = tmp_path / "report.html"
     with MastServer(root) as server:
-        code, out, data = qa(tmp_path, "--program=8016", f"--mast-url={server.url}")
+        code, out, data = qa(tmp_path, "--program=8016", f"--mast-url={server.url}",
+                             f"--html={html}", "--self-contained-html")
     assert code == 1, out
+    page = html.read_text()
+    assert f"archive {server.url}" in page and "4 downloaded, 0 reused from the cache" in page
+    assert "o5jy03030_x1d.fits" in page
     (tmp_path / "local").mkdir()
     _, _, local = qa(tmp_path / "local", f"--data-dir={data_dir}")
     assert outcomes(data) == outcomes(local)
