@@ -116,3 +116,26 @@ def test_swrapper_command_writes_what_native_predicts(tmp_path):
             np.testing.assert_allclose(sci["SNR"][0], product.snr.astype(np.float32), rtol=1e-6)
             assert sorted(hdul[2].data["FILENAME"]) == sorted(product.kept)
     assert "Removing file" in log and "o5jy03030_x1d.fits" in log
+
+
+@pytest.mark.parametrize("program", ["8435", "99101", "99102"])
+def test_generated_demo_programs(tmp_path, program):
+    from qa.synth import write_demo_program
+
+    write_demo_program(program, tmp_path)
+    result = assert_same(tmp_path)
+    assert result.products
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scales=st.lists(st.floats(0.85, 1.1), min_size=2, max_size=3),
+       flagged=st.floats(0.0, 0.2), grating=st.sampled_from(["G130M", "G160M", "G185M"]))
+def test_hypothesis_generated_cos(tmp_path_factory, scales, flagged, grating):
+    from qa.synth import write_cos
+
+    d = tmp_path_factory.mktemp("cos")
+    cenwave = {"G130M": 1291, "G160M": 1600, "G185M": 1850}[grating]
+    for i, scale in enumerate(scales):
+        write_cos(d, rootname=f"lzzz01{i + 1}10", grating=grating, cenwave=cenwave, program=99999,
+                  flux_scale=scale, fppos=i % 4 + 1, seed=i, extra_dq_fraction=flagged)
+    assert_same(d)
