@@ -46,7 +46,7 @@ class Subject:
 
 @dataclass
 class Verdict:
-    status: str             # "passed" or "failed"
+    status: str             # "passed", "failed" or "skipped"
     message: str
     observed: dict[str, Any]
 
@@ -194,7 +194,12 @@ def flux_variance(subject: Subject, params: dict[str, Any]) -> Verdict:
     product, file = subject.product, subject.file
     rows = [r for r in product.row_stats if r.file == file]
     threshold = params["threshold"]
-    worst = sorted(rows, key=lambda r: (np.nan_to_num(r.scaled_median, nan=np.inf), r.iteration))
+    # A row appears once per iteration it took part in; report each row at its lowest.
+    order = sorted(rows, key=lambda r: (np.nan_to_num(r.scaled_median, nan=np.inf), r.iteration))
+    lowest: dict[tuple[int, str], object] = {}
+    for r in order:
+        lowest.setdefault((r.extver, r.row), r)
+    worst = list(lowest.values())
     below = [r for r in rows if r.scaled_median < threshold]
     nan_rows = [r for r in rows if np.isnan(r.scaled_median)]
     shown = worst[:params["worst_rows"]]
@@ -207,7 +212,7 @@ def flux_variance(subject: Subject, params: dict[str, Any]) -> Verdict:
         "worst": [{"row": r.row, "extver": r.extver, "iteration": r.iteration,
                    "scaled_median": r.scaled_median, "n": r.n} for r in shown],
         "rejected_in_iteration": next((x.iteration for x in product.rejected if x.file == file), None),
-        "nan_rows": [r.row for r in nan_rows],
+        "nan_rows": sorted({r.row for r in nan_rows}),
     }
     worst_text = ", ".join(f"{r.row} {_fmt(r.scaled_median)}" for r in shown)
     if below:

@@ -28,7 +28,7 @@ QUIRKS = {
     "infinite-weights": (
         "A good pixel with FLUX = 0 and NET != 0 has an infinite weight EXPTIME*NET/FLUX, which "
         "makes its co-add bin NaN. Reproduced; the reader refuses NaN/infinite values in good "
-        "pixels, and a NaN scaled median never passes silently: checks report it as an error."),
+        "pixels, and a NaN scaled median never passes silently: flux_variance reports it as a failure."),
     "row-bookkeeping": (
         "hasp 1.2.5 appends every row to list_of_segments (the row/statistics misalignment the "
         "primer describes for older versions does not occur), so rows are blamed correctly; "
@@ -91,8 +91,6 @@ class Coadd:
     error: np.ndarray
     snr: np.ndarray
     eff_exptime: np.ndarray
-    lo: float
-    delta: float | None
     pix: np.ndarray             # the good pixels of the active rows ...
     idx: np.ndarray             # ... and their output bins
 
@@ -251,7 +249,7 @@ def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coa
             error[nz] = counts_error * conversion
         snr[nz] = flux[nz] / error[nz]
     return Coadd(wavelength=grid, flux=flux, error=error, snr=snr, eff_exptime=exptime,
-                 lo=lo, delta=delta, pix=pix, idx=idx)
+                 pix=pix, idx=idx)
 
 
 def _coadd_single_ccd(rows: Rows, active: np.ndarray) -> Coadd | None:
@@ -268,8 +266,7 @@ def _coadd_single_ccd(rows: Rows, active: np.ndarray) -> Coadd | None:
     nz = error != 0
     snr[nz] = flux[nz] / error[nz]
     return Coadd(wavelength=rows.wavelength[sl].copy(), flux=flux, error=error, snr=snr,
-                 eff_exptime=exptime, lo=float(rows.wavelength[sl].min()), delta=None,
-                 pix=np.arange(sl.start, sl.stop)[g], idx=np.flatnonzero(g))
+                 eff_exptime=exptime, pix=np.arange(sl.start, sl.stop)[g], idx=np.flatnonzero(g))
 
 
 def row_statistics(rows: Rows, active: np.ndarray, co: Coadd, snrmax: float) -> RowStatistics:

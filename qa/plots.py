@@ -29,7 +29,7 @@ from PIL import Image
 from .model import Dataset
 from .reader import good_pixel_mask, read_dataset
 from .remediate import relative_snr
-from .results import Product, Remediation, SnrGain
+from .results import Product, Remediation, SnrGain, rootname_of
 
 matplotlib.use("Agg")  # the plugin may run where no display exists
 
@@ -87,10 +87,6 @@ def product_title(product: Product, what: str) -> str:
     level = f"visit {product.visit}" if product.level == "visit" else "program level"
     return (f"{what}\nprogram {product.program}, {product.target}, "
             f"{product.instrument}/{product.grating}, {level}")
-
-
-def _short(name: str) -> str:
-    return name.split("_")[0]
 
 
 def file_colors(product: Product) -> dict[str, str]:
@@ -269,7 +265,7 @@ def make_inputs_vs_coadd_figure(product: Product, datasets: list[Dataset],
                                 zoom: tuple[float, float] | None = None) -> Figure:
     """Each input file's good pixels and the co-add, rejected files marked (tutorial figure 1)."""
     rejected = _rejection_note(product)
-    labels = {f: f"{_short(f)} ({rejected[f]})" if f in rejected else _short(f)
+    labels = {f: f"{rootname_of(f)} ({rejected[f]})" if f in rejected else rootname_of(f)
               for f in product.inputs}
     return make_spectra_figure(product, datasets, "Input exposures vs co-add", labels, zoom)
 
@@ -330,7 +326,7 @@ def _row_legend(fig: Figure, ax: Axes, product: Product, colors: dict[str, str],
                 missing: int) -> None:
     rejected = _rejection_note(product)
     handles = [Line2D([], [], linestyle="none", marker="o", color=colors[f],
-                      label=f"{_short(f)} ({rejected[f]})" if f in rejected else _short(f))
+                      label=f"{rootname_of(f)} ({rejected[f]})" if f in rejected else rootname_of(f))
                for f in product.inputs]
     handles += [Line2D([], [], linestyle="none", marker="o", color="grey", label="iteration 1"),
                 Line2D([], [], linestyle="none", marker="s", markerfacecolor="none", color="grey",
@@ -362,10 +358,10 @@ def make_scaled_inputs_figure(remediation: Remediation, scaled_datasets: list[Da
     rejected = _rejection_note(remediated_product)
     labels = {}
     for f in remediated_product.inputs:
-        labels[f] = f"{_short(f)} {factor_text(remediation, f)}"
+        labels[f] = f"{rootname_of(f)} {factor_text(remediation, f)}"
         if f in rejected:
             labels[f] += f" ({rejected[f]})"
-    title = f"Scaled inputs (reference {_short(remediation.reference_file)}) vs remediated co-add"
+    title = f"Scaled inputs (reference {rootname_of(remediation.reference_file)}) vs remediated co-add"
     return make_spectra_figure(remediated_product, scaled_datasets, title, labels, zoom)
 
 

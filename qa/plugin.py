@@ -19,7 +19,7 @@ import pytest
 
 from . import __version__, plots, report
 from .checks import CheckFileError, CheckSpec
-from .results import CheckResult
+from .results import CheckResult, rootname_of
 from .session import ENGINES, Case, Options, QASession
 
 RESULT_PROPERTY = "hasp_qa_result"
@@ -130,7 +130,7 @@ class CheckItem(pytest.Item):
 def _remediation_line(rem) -> str:
     if not rem.possible:
         return f"remediation not possible: {rem.reason}"
-    factors = ", ".join(f"{k.split('_')[0]} x{v:.4f}" for k, v in rem.factors.items())
+    factors = ", ".join(f"{rootname_of(k)} x{v:.4f}" for k, v in rem.factors.items())
     after = ", ".join(rem.rejected_after) or "none"
     gain = f"; median SNR gain {rem.snr_gain.median:.3f}" if rem.snr_gain else ""
     return f"remediation: scaled to {rem.reference_file} ({factors}); rejected after scaling: {after}{gain}"
@@ -202,7 +202,8 @@ class QAPlugin:
                              subject=(case.subject.file or case.product_key) if case.subject else case.case_id,
                              status=status, message=message, params=dict(case.spec.params),
                              observed=observed,
-                             remediation=case.subject.remediation if case.subject else None)
+                             remediation=case.subject.remediation if case.subject else None,
+                             source=case.source)
         item.user_properties.append((RESULT_PROPERTY, json.dumps(result.to_dict())))
         return result
 
@@ -219,9 +220,13 @@ class QAPlugin:
         """The results JSON: everything the summaries render."""
         session = self.session()
         programs = {}
+        defaults = {s.engine_params() for s in session.specs[:1]}
         for (label, threshold, snrmax), result in session.results.items():
             source = session.source(label)
-            programs.setdefault(label, {
+            # A check with its own threshold/snrmax had its own engine run: list it apart.
+            name = label if (threshold, snrmax) in defaults else \
+                f"{label} (threshold {threshold:g}, snrmax {snrmax:g})"
+            programs.setdefault(name, {
                 "origin": source.origin, "source": str(source.directory),
                 "manifest": source.manifest, "threshold": threshold, "snrmax": snrmax,
                 "engine_result": result.to_dict(arrays=False)})

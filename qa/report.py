@@ -24,7 +24,6 @@ import base64
 import json
 import math
 import os
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -35,7 +34,7 @@ from typing import Any
 from pytest_html import extras
 
 from .plots import FIGURE_NAMES
-from .results import CheckResult, Remediation, product_key
+from .results import CheckResult, Remediation, file_safe, product_key, rootname_of
 
 FIGURE_CAPTIONS = {
     "inputs_vs_coadd": "Input exposures (good pixels) and the co-add; rejected files drawn as crosses.",
@@ -99,10 +98,6 @@ def table_html(rows: list, header: list[str] | None = None) -> str:
     return f'<table class="hqa-table">{head}{body}</table>'
 
 
-def _short(name: str) -> str:
-    return name.split("_")[0]
-
-
 # ---------------------------------------------------------------- per case
 
 def remediation_html(rem: Remediation | Mapping | None) -> str:
@@ -150,17 +145,13 @@ def figures_html(figures: Mapping[str, bytes], stem: str, assets_dir: Path | Non
             src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
         else:
             assets_dir.mkdir(parents=True, exist_ok=True)
-            filename = f"{_safe(stem)}-{name}.png"
+            filename = f"{file_safe(stem)}-{name}.png"
             (assets_dir / filename).write_bytes(png)
             src = f"{assets_dir.name}/{filename}"
         caption = FIGURE_CAPTIONS.get(name, name)
         parts.append(f'<figure><img src="{escape(src)}" alt="{escape(name)}" '
                      f'data-figure="{escape(name)}"><figcaption>{escape(caption)}</figcaption></figure>')
     return "".join(parts)
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 def case_html(result: CheckResult, figures: Mapping[str, bytes] | None = None,
@@ -182,7 +173,7 @@ def case_html(result: CheckResult, figures: Mapping[str, bytes] | None = None,
     parts.append(remediation_html(result.remediation))
     if figures:
         parts += [f"<h4>Diagnostic plots of {escape(result.product)}</h4>",
-                  figures_html(figures, result.product, assets_dir)]
+                  figures_html(figures, f"{result.source}-{result.product}", assets_dir)]
     parts.append("</div>")
     return "".join(parts)
 
@@ -231,8 +222,8 @@ def _gain_text(rem: Mapping | None) -> str:
         return "&ndash;"
     if not rem["possible"]:
         return "not possible: " + escape(rem["reason"])
-    factors = ", ".join(f"{escape(_short(f))} &times;{v:.4f}" for f, v in rem["factors"].items())
-    after = ", ".join(escape(_short(f)) for f in rem["rejected_after"]) or "none"
+    factors = ", ".join(f"{escape(rootname_of(f))} &times;{v:.4f}" for f, v in rem["factors"].items())
+    after = ", ".join(escape(rootname_of(f)) for f in rem["rejected_after"]) or "none"
     gain = rem.get("snr_gain")
     gain_text = (f"; SNR gain median {gain['median']:.3f} (p5 {gain['p5']:.3f}, p95 {gain['p95']:.3f})"
                  if gain else "")
@@ -269,7 +260,7 @@ def _program_html(label: str, prog: Mapping, remediations: Mapping[str, dict]) -
     rows = []
     for p in er["products"]:
         key = _product_key(p)
-        rejected = ", ".join(f"{escape(_short(r['file']))} (iteration {r['iteration']}, "
+        rejected = ", ".join(f"{escape(rootname_of(r['file']))} (iteration {r['iteration']}, "
                              f"{len(r['rows'])} rows)" for r in p["rejected"]) or "none"
         rows.append((escape(key), f"{len(p['kept'])} / {len(p['inputs'])}", rejected,
                      _gain_text(remediations.get(key))))

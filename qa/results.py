@@ -6,6 +6,7 @@ the co-add.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -35,6 +36,16 @@ class Rejection:
     iteration: int
     rows: list[str]
     scaled_medians: list[float]
+
+
+def rootname_of(filename: str) -> str:
+    """``o5jy03030`` for ``o5jy03030_x1d.fits``: how files are named in ids and plots."""
+    return filename.split("_")[0]
+
+
+def file_safe(text: str) -> str:
+    """``text`` usable as one file or directory name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 def product_key(program: int, target: str, mode: str, level: str, visit: str) -> str:
@@ -87,10 +98,6 @@ class Product:
         """Readable identifier, e.g. ``8435-G191B2B-STIS/E140M-visit03``."""
         return product_key(self.program, self.target, self.mode, self.level, self.visit)
 
-    def final_row_stats(self) -> list[RowStat]:
-        """Statistics of the first iteration, where every input was still in the co-add."""
-        return [r for r in self.row_stats if r.iteration == 1]
-
 
 @dataclass
 class EngineResult:
@@ -139,9 +146,6 @@ class EngineResult:
         data["keyword_filtered"] = [KeywordFilter(**k) for k in data["keyword_filtered"]]
         return cls(products=products, **data)
 
-    @classmethod
-    def from_json(cls, text: str) -> "EngineResult":
-        return cls.from_dict(json.loads(text))
 
 
 _ARRAY_FIELDS = ("wavelength", "flux", "error", "snr", "eff_exptime")
@@ -199,11 +203,12 @@ class CheckResult:
     case_id: str                 # e.g. "8435-G191B2B-STIS/E140M-visit03-o5jy03030"
     product: str                 # Product.key the subject belongs to
     subject: str                 # file name (exposure checks) or Product.key (mode checks)
-    status: str                  # "passed", "failed" or "error"
+    status: str                  # "passed", "failed", "skipped" or "error"
     message: str
     params: dict[str, Any] = field(default_factory=dict)
     observed: dict[str, Any] = field(default_factory=dict)
     remediation: Remediation | None = None
+    source: str = ""             # the source (program or directory) label of the case
 
     def to_dict(self) -> dict[str, Any]:
         return _nan_to_none(asdict(self))

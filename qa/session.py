@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from . import __version__, native
 from .checks import CheckSpec, Subject, load_checks
 from .reader import find_spectra, read_dataset
 from .remediate import remediate
-from .results import EngineResult, Product, Remediation
+from .results import EngineResult, Product, Remediation, file_safe, rootname_of
 
 ENGINES = ("native", "hasp")
 
@@ -104,10 +104,6 @@ def _cached(cache_dir: Path, kind: str, key: object, compute):
         return value
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-
-
 class QASession:
     """Resolve sources, run the engine, remediate and enumerate the cases of a run."""
 
@@ -141,12 +137,18 @@ class QASession:
         for program in self.options.programs:
             sources.append(self._archive_source(program))
         for d in self.options.data_dirs:
-            src = Source(label=d.name, origin="data-dir", directory=d)
+            src = Source(label=d.resolve().name, origin="data-dir", directory=d)
             if not d.is_dir():
                 src.directory, src.error = None, f"--data-dir {d}: not a directory"
             elif not find_spectra(d):
                 src.directory, src.error = None, f"--data-dir {d}: holds no *_x1d.fits or *_sx1.fits file"
             sources.append(src)
+        # Labels key results, case ids and output folders: make repeated ones unique.
+        seen: dict[str, int] = {}
+        for src in sources:
+            seen[src.label] = seen.get(src.label, 0) + 1
+            if seen[src.label] > 1:
+                src.label = f"{src.label}-{src.origin}{seen[src.label]}"
         return sources
 
     def _demo_sources(self) -> list[Source]:
@@ -194,8 +196,8 @@ class QASession:
                          rule, *key, _fingerprint(paths)]
 
             def compute(digest: str):
-                outdir = (self.options.cache_dir / "remediated" / _safe(source.label)
-                          / f"{_safe(product.key)}-{digest[:8]}")
+                outdir = (self.options.cache_dir / "remediated" / file_safe(source.label)
+                          / f"{file_safe(product.key)}-{digest[:8]}")
                 datasets = [read_dataset(p) for p in paths]
                 return remediate(product, datasets, outdir, engine_runner(self.options.engine), rule)
             self.remediations[key] = _cached(self.options.cache_dir, "remediations", cache_key, compute)
@@ -210,7 +212,8 @@ class QASession:
                 continue
             todo = [s for s in subjects if (s.file is None) == (spec.subject == "mode")]
             if any(spec.evaluate(s).status == "failed" for s in todo):
-                return spec.params["reference"]
+                # Kinds registered without a reference rule scale to the brightest exposure.
+                return spec.params.get("reference", "brightest")
         return None
 
     # -------------------------------------------------------------- cases
@@ -227,10 +230,15 @@ class QASession:
                         **result.input_errors}
             for name, problem in unusable.items():
                 if spec.subject == "exposure":
-                    out.append(Case(spec, f"{source.label}-{name.split('_')[0]}", source.label,
+                    out.append(Case(spec, f"{source.label}-{rootname_of(name)}", source.label,
                                     error=f"{name}: {problem}"))
             for product in result.products:
                 out += self._product_cases(spec, source, result, product)
+        # The same product from two sources (say --demo and --program 8435): name the source.
+        counts = Counter(c.case_id for c in out)
+        for case in out:
+            if counts[case.case_id] > 1:
+                case.case_id = f"{case.source}:{case.case_id}"
         return out
 
     def _product_cases(self, spec: CheckSpec, source: Source, result: EngineResult,
@@ -245,7 +253,7 @@ class QASession:
                 s.remediation = rem
         if spec.subject == "mode":
             return [Case(spec, product.key, source.label, product.key, mode_subject)]
-        return [Case(spec, f"{product.key}-{s.file.split('_')[0]}", source.label, product.key, s)
+        return [Case(spec, f"{product.key}-{rootname_of(s.file)}", source.label, product.key, s)
                 for s in file_subjects]
 
     def remediated_product(self, source_label: str, product: Product) -> Product | None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .results import product_key, rootname_of
+
 
 def _remediation_text(rem: dict | None) -> str:
     if rem is None:
@@ -10,7 +12,7 @@ def _remediation_text(rem: dict | None) -> str:
     if not rem["possible"]:
         return f"not possible: {rem['reason']}"
     factors = "/".join(f"{v:.3f}" for v in rem["factors"].values())
-    after = ", ".join(f.split("_")[0] for f in rem["rejected_after"]) or "none"
+    after = ", ".join(rootname_of(f) for f in rem["rejected_after"]) or "none"
     gain = rem.get("snr_gain")
     gain_text = f", SNR gain {gain['median']:.3f}" if gain else ""
     return f"x {factors} -> rejected: {after}{gain_text}"
@@ -33,9 +35,9 @@ def render_summary(summary: dict) -> str:
         for k in er["keyword_filtered"]:
             lines.append(f"  keyword-filtered {k['file']}: {k['reason']}")
         for p in er["products"]:
-            key = f"{p['program']}-{p['target']}-{p['instrument']}/{p['grating']}-" + \
-                  (f"visit{p['visit']}" if p["level"] == "visit" else p["level"])
-            rejected = ", ".join(f"{r['file'].split('_')[0]} (iter {r['iteration']})"
+            key = product_key(p["program"], p["target"], f"{p['instrument']}/{p['grating']}",
+                              p["level"], p["visit"])
+            rejected = ", ".join(f"{rootname_of(r['file'])} (iter {r['iteration']})"
                                  for r in p["rejected"]) or "none"
             lines.append(f"  {key:<44} kept {len(p['kept'])}/{len(p['inputs'])}  "
                          f"rejected: {rejected:<28} remediation: {_remediation_text(remediation.get(key))}")

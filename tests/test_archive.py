@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from fixtures.mast_server import DOWNLOAD_PATH, MastServer, copy_real_programs, mast_server  # noqa: F401
+from fixtures.mast_server import DOWNLOAD_PATH, MastServer, copy_real_programs
 from qa.archive import (ArchiveError, ArchiveUnreachableError, DownloadFailedError,
                         InvalidProgramError, NoSpectraError, OfflineCacheError,
                         UnknownProgramError, fetch_program, resolve_mast_url)

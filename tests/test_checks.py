@@ -134,3 +134,16 @@ def test_keyword_filtered_files_are_reported_and_optionally_fail(real_dir, tmp_p
     assert [v.status for v in verdicts] == ["passed", "failed"]
     assert "o4vt07030_x1d.fits (EXPFLAG = INTERRUPTED)" in verdicts[0].message
     assert verdicts[1].observed["keyword_filtered"][0]["filter"] == "EXPFLAG"
+
+
+def test_flux_variance_lists_each_row_once_at_its_lowest(real_dir, tmp_path):
+    # A cascade: o5jy03020 survives iteration 1 and fails in iteration 2.
+    for root, scale in (("o5jy03010", 1.0), ("o5jy03020", 0.838), ("o5jy03030", 0.755)):
+        derive_copy(real_dir / "o4vt02040_x1d.fits", tmp_path, root, flux_scale=scale)
+    product = native.run(tmp_path).product("8016-G191B2B-STIS/E140M-visit03")
+    (fv,) = [s for s in load_checks([PROJECT_CHECKS]) if s.name == "flux_variance"]
+    verdict = fv.evaluate(Subject(product=product, file="o5jy03020_x1d.fits"))
+    worst = verdict.observed["worst"]
+    assert len({w["row"] for w in worst}) == len(worst) == 3
+    assert all(w["iteration"] == 2 for w in worst)
+    assert verdict.observed["rows"] == 44 and "iteration 2" in verdict.message

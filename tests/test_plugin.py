@@ -163,3 +163,16 @@ def test_hasp_engine_same_verdicts(data_dir, tmp_path):
     assert code == 1, out
     assert outcomes(ref) == outcomes(native)
     assert ref["programs"]["8016"]["engine_result"]["engine"] == "hasp"
+
+
+def test_same_product_from_two_sources(real_dir, tmp_path):
+    for parent in ("a", "b"):
+        (tmp_path / parent / "data").mkdir(parents=True)
+        shutil.copy(real_dir / "o3zx02070_x1d.fits", tmp_path / parent / "data")
+    code, out, data = qa(tmp_path, f"--data-dir={tmp_path / 'a' / 'data'}",
+                         f"--data-dir={tmp_path / 'b' / 'data'}")
+    assert code == 0, out
+    assert set(data["programs"]) == {"data", "data-data-dir2"}
+    ids = [(r["check"], r["case_id"]) for r in data["results"]]
+    assert len(ids) == len(set(ids)) == 2 * (2 + 2 + 2)
+    assert ("rejection", "data-data-dir2:7096-BD+28D4211-STIS/E230M-visit02") in ids
