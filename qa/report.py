@@ -173,7 +173,8 @@ def case_html(result: CheckResult, figures: Mapping[str, bytes] | None = None,
     parts.append(remediation_html(result.remediation))
     if figures:
         parts += [f"<h4>Diagnostic plots of {escape(result.product)}</h4>",
-                  figures_html(figures, f"{result.source}-{result.product}", assets_dir)]
+                  figures_html(figures, "-".join(filter(None, (result.source, result.product))),
+                               assets_dir)]
     parts.append("</div>")
     return "".join(parts)
 

@@ -134,7 +134,8 @@ def test_case_extras_link_assets_when_not_self_contained(built, tmp_path):
     assert [e["format_type"] for e in extras] == ["html", "json"]
     assert "data:image" not in extras[0]["content"]
     for name, png in built.figures.items():
-        file = f"8016-G191B2B-STIS_E140M-visit03-{name}.png"
+        # Named by source and product, so two sources never overwrite each other's plots.
+        file = f"{result.source}-8016-G191B2B-STIS_E140M-visit03-{name}.png".lstrip("-")
         assert (tmp_path / "assets" / file).read_bytes() == png
         assert f'src="assets/{file}"' in extras[0]["content"]
     assert extras[1]["content"] == result.to_dict()
