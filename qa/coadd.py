@@ -35,7 +35,8 @@ QUIRKS = {
         "statistics here are indexed by row throughout."),
     "single-row": (
         "A product of a single row is never tested (its statistic is defined as 0): it always "
-        "passes the flux filter."),
+        "passes the flux filter. hasp then reports N as the row record's column count, not a "
+        "pixel count; both engines here report N = 0."),
     "nan-median": (
         "A row whose deviations include NaN has a NaN median; `NaN < threshold` is False, so "
         "HASP keeps the file. Reproduced in the verdict; the row statistic stays NaN."),
