@@ -51,8 +51,7 @@ class Rows:
     instead of copying. Per-pixel arrays keep the archive's dtypes.
     """
 
-    datasets: list[Dataset]
-    row_file: np.ndarray        # (nrows,) index into datasets
+    row_file: np.ndarray        # (nrows,) index into the product's files
     row_exp: list[Exposure]     # (nrows,) exposure of each row
     row_index: np.ndarray       # (nrows,) row number within the exposure
     row_start: np.ndarray       # (nrows + 1,) pixel offsets of each row
@@ -187,7 +186,7 @@ def flatten_rows(datasets: list[Dataset], instrument: str, detector: str,
         good_wl = np.where(flat["good"], wl, np.nan)
         good_min = np.fmin.reduceat(good_wl, starts)
         good_max = np.fmax.reduceat(good_wl, starts)
-    return Rows(datasets=datasets, row_file=np.asarray(row_file, dtype=np.intp), row_exp=row_exp,
+    return Rows(row_file=np.asarray(row_file, dtype=np.intp), row_exp=row_exp,
                 row_index=np.asarray(row_index, dtype=np.intp), row_start=row_start,
                 row_exptime=np.asarray(row_exptime, dtype=np.float64),
                 row_min=np.minimum.reduceat(wl, starts), row_max=np.maximum.reduceat(wl, starts),

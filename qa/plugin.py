@@ -220,11 +220,11 @@ class QAPlugin:
         """The results JSON: everything the summaries render."""
         session = self.session()
         programs = {}
-        defaults = {s.engine_params() for s in session.specs[:1]}
+        default = session.specs[0].engine_params()
         for (label, threshold, snrmax), result in session.results.items():
             source = session.source(label)
             # A check with its own threshold/snrmax had its own engine run: list it apart.
-            name = label if (threshold, snrmax) in defaults else \
+            name = label if (threshold, snrmax) == default else \
                 f"{label} (threshold {threshold:g}, snrmax {snrmax:g})"
             programs.setdefault(name, {
                 "origin": source.origin, "source": str(source.directory),

@@ -113,6 +113,7 @@ class QASession:
         self.sources: list[Source] = self._resolve_sources()
         self.results: dict[tuple[str, float, float], EngineResult] = {}
         self.remediations: dict[tuple[str, str, float, float], tuple[Remediation, Product | None]] = {}
+        self._subject_cache: dict[tuple[str, str, float, float], tuple[Subject, list[Subject]]] = {}
         for source in self.sources:
             if source.directory is None:
                 continue
@@ -241,16 +242,25 @@ class QASession:
                 case.case_id = f"{case.source}:{case.case_id}"
         return out
 
+    def _subjects(self, source: Source, result: EngineResult,
+                  product: Product) -> tuple[Subject, list[Subject]]:
+        """A product's mode subject and exposure subjects, remediated if needed; built once."""
+        key = (source.label, product.key, product.threshold, product.snrmax)
+        if key not in self._subject_cache:
+            keyword = [k for k in result.keyword_filtered if product.key in k.product_keys]
+            mode_subject = Subject(product=product, keyword_filtered=keyword)
+            file_subjects = [Subject(product=product, file=f) for f in product.inputs]
+            rule = self._needs_remediation(product, [mode_subject, *file_subjects])
+            if rule is not None:
+                rem, _fixed = self.remediation(source, product, rule)
+                for s in (mode_subject, *file_subjects):
+                    s.remediation = rem
+            self._subject_cache[key] = (mode_subject, file_subjects)
+        return self._subject_cache[key]
+
     def _product_cases(self, spec: CheckSpec, source: Source, result: EngineResult,
                        product: Product) -> list[Case]:
-        keyword = [k for k in result.keyword_filtered if product.key in k.product_keys]
-        mode_subject = Subject(product=product, keyword_filtered=keyword)
-        file_subjects = [Subject(product=product, file=f) for f in product.inputs]
-        rule = self._needs_remediation(product, [mode_subject, *file_subjects])
-        if rule is not None:
-            rem, _fixed = self.remediation(source, product, rule)
-            for s in (mode_subject, *file_subjects):
-                s.remediation = rem
+        mode_subject, file_subjects = self._subjects(source, result, product)
         if spec.subject == "mode":
             return [Case(spec, product.key, source.label, product.key, mode_subject)]
         return [Case(spec, f"{product.key}-{rootname_of(s.file)}", source.label, product.key, s)
