@@ -2,7 +2,7 @@
 
 Run ``python -m qa.bench`` (``--repeat N`` for more timing runs). Each timing
 includes reading the files: an engine run starts from paths on disk. The
-printed ``agree`` is :func:`qa.parity.differences` with rtol 1e-6.
+printed ``agree`` is :func:`qa.engine.parity.differences` with rtol 1e-6.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import native, reference
-from .parity import differences
-from .synth import write_cos, write_demo_program
+from qa.engine import native, reference
+from qa.engine.parity import differences
+from qa.synth import write_cos, write_demo_program
 
 
 def demo_e140m_visit(workdir: Path) -> list[Path]:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .remediate import REFERENCE_RULES
-from .results import KeywordFilter, Product, Remediation
+from qa.remediate import REFERENCE_RULES
+from qa.results import KeywordFilter, Product, Remediation
 
 SUBJECTS = ("exposure", "mode")
 ON_FAIL = ("remediate", "report")

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from . import __version__
-from .model import Dataset
-from .reader import good_pixel_mask
-from .results import EngineResult, Product, Remediation, SnrGain
+from qa import __version__
+from qa.io.model import Dataset
+from qa.io.reader import good_pixel_mask
+from qa.results import EngineResult, Product, Remediation, SnrGain
 
 REFERENCE_RULES = ("brightest", "median", "first")
 
@@ -158,7 +158,7 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
     outdir : Path
         A new directory for the scaled copies.
     run_engine : callable
-        ``qa.native.run`` or ``qa.reference.run``.
+        ``qa.engine.native.run`` or ``qa.engine.reference.run``.
     rule : str
         Reference rule, see :func:`scale_factors`.
 

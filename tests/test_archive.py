@@ -1,4 +1,4 @@
-"""qa.archive against the loopback MAST server: the real astroquery client, nothing mocked."""
+"""qa.archive.fetch against the loopback MAST server: the real astroquery client, nothing mocked."""
 from __future__ import annotations
 
 import hashlib
@@ -15,10 +15,18 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from fixtures.mast_server import DOWNLOAD_PATH, MastServer, copy_real_programs
-from qa.archive import (ArchiveError, ArchiveUnreachableError, DownloadFailedError,
-                        InvalidProgramError, NoSpectraError, OfflineCacheError,
-                        UnknownProgramError, fetch_program, resolve_mast_url)
+from qa.archive.fetch import (
+    ArchiveError,
+    ArchiveUnreachableError,
+    DownloadFailedError,
+    InvalidProgramError,
+    NoSpectraError,
+    OfflineCacheError,
+    UnknownProgramError,
+    fetch_program,
+    resolve_mast_url,
+)
+from qa.archive.mast_server import DOWNLOAD_PATH, MastServer, copy_real_programs
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"backoff": 0.01}  # keep retry waits short; the schedule itself is not under test
@@ -211,7 +219,7 @@ def test_only_unsafe_products_fail_clearly(archive_root: Path, cache: Path,
 def test_two_processes_share_the_cache(archive_root: Path, cache: Path,
                                        mast_server: Start) -> None:
     server = mast_server(archive_root, download_delay=0.5)  # make the runs overlap
-    script = ("import json, sys, time; from qa.archive import fetch_program; t0 = time.time(); "
+    script = ("import json, sys, time; from qa.archive.fetch import fetch_program; t0 = time.time(); "
               "r = fetch_program('13346', sys.argv[1], mast_url=sys.argv[2], backoff=0.01, "
               "lock_timeout=60); print(json.dumps([t0, time.time(), json.loads(r.to_json())]))")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -299,7 +307,7 @@ def test_mast_url_from_environment(archive_root: Path, cache: Path, mast_server:
 
 
 def test_server_command_line(archive_root: Path, cache: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "fixtures.mast_server", "--root",
+    proc = subprocess.Popen([sys.executable, "-m", "qa.archive.mast_server", "--root",
                              str(archive_root)], stdout=subprocess.PIPE, text=True,
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:

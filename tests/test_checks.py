@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from qa import native
-from qa.checks import (REGISTRY, CheckFileError, Subject, Verdict, load_check_file, load_checks,
-                       register)
+from qa.checks import REGISTRY, CheckFileError, Subject, Verdict, load_check_file, load_checks, register
+from qa.engine import native
 
 from .conftest import derive_copy
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa import native, reference
-from qa.parity import differences
+from qa.engine import native, reference
+from qa.engine.parity import differences
 
 from .conftest import derive_copy
 

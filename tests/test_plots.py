@@ -16,10 +16,11 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
-from qa import native, plots
-from qa.model import Dataset
-from qa.reader import read_dataset
+from qa.engine import native
+from qa.io.model import Dataset
+from qa.io.reader import read_dataset
 from qa.remediate import relative_snr, remediate
+from qa.render import plots
 from qa.results import Product, Remediation
 
 from .conftest import derive_copy

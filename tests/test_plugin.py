@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.mast_server import MastServer
+from qa.archive.mast_server import MastServer
 
 from .conftest import derive_copy
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from qa import fitsio, native
+from qa.engine import native
 from qa.errors import InputError
-from qa.reader import read_dataset, read_dataset_astropy, validate_dataset
+from qa.io import fitsio
+from qa.io.reader import read_dataset, read_dataset_astropy, validate_dataset
 
 from .conftest import derive_copy
 

@@ -9,8 +9,8 @@ from astropy.io import fits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa import native
-from qa.reader import read_dataset
+from qa.engine import native
+from qa.io.reader import read_dataset
 from qa.remediate import NotPossible, remediate, scale_factors
 
 from .conftest import derive_copy

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from qa import plots, report
-from qa.plugin import PROJECT_CHECKS
+from qa.pytest_plugin.plugin import PROJECT_CHECKS
+from qa.pytest_plugin.session import Options, QASession
+from qa.render import plots, report
 from qa.results import CheckResult
-from qa.session import Options, QASession
 
 from .conftest import derive_copy
 
@@ -179,7 +179,7 @@ from pathlib import Path
 
 import pytest
 
-from qa import report
+from qa.render import report
 from qa.results import CheckResult
 
 DATA = Path(__file__).parent / "data"

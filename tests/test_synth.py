@@ -7,11 +7,10 @@ import io
 import re
 from pathlib import Path
 
+import hasp.wrapper
 import numpy as np
 import pytest
 from astropy.io import fits
-
-import hasp.wrapper
 
 from qa import synth
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from . import __version__, plots, report
-from .checks import CheckFileError, CheckSpec
-from .results import CheckResult, rootname_of
-from .session import ENGINES, Case, Options, QASession
+from qa import __version__
+from qa.checks import CheckFileError, CheckSpec
+from qa.pytest_plugin.session import ENGINES, Case, Options, QASession
+from qa.render import plots, report
+from qa.results import CheckResult, rootname_of
 
 RESULT_PROPERTY = "hasp_qa_result"
 DEFAULT_RESULTS = "reports/hasp-qa-results.json"
@@ -54,7 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # The project's own check files: used when the working directory has no checks/.
-PROJECT_CHECKS = Path(__file__).resolve().parents[1] / "checks"
+PROJECT_CHECKS = Path(__file__).resolve().parents[2] / "checks"
 
 
 def _default_checks(config: pytest.Config) -> list[Path]:
@@ -303,7 +304,7 @@ class QAPlugin:
         summary = getattr(self, "summary", None)
         if summary is None:
             return
-        from .terminal import render_summary
+        from qa.render.terminal import render_summary
         terminalreporter.write_sep("=", "hasp-qa summary")
         terminalreporter.write_line(render_summary(summary))
         terminalreporter.write_line(f"results JSON: {self.results_path()}")

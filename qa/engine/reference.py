@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .grouping import ProductPlan, plan_products, product_filename, product_keys_of
-from .native import expand_inputs, load_datasets
-from .results import EngineResult, KeywordFilter, Product, Rejection, RowStat
+from qa.engine.grouping import ProductPlan, plan_products, product_filename, product_keys_of
+from qa.engine.native import expand_inputs, load_datasets
+from qa.results import EngineResult, KeywordFilter, Product, Rejection, RowStat
 
 ENGINE_NAME = "hasp"
 
@@ -38,7 +38,7 @@ def hasp_version() -> str:
 
 def run(inputs: str | Path | list, *, threshold: float = -50.0, snrmax: float = 20.0,
         keyword_filtering: bool = True, cross_program: bool = False) -> EngineResult:
-    """Same contract as :func:`qa.native.run`, computed by the archive's code."""
+    """Same contract as :func:`qa.engine.native.run`, computed by the archive's code."""
     from hasp import wrapper
 
     paths = expand_inputs(inputs)

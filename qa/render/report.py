@@ -33,8 +33,8 @@ from typing import Any
 
 from pytest_html import extras
 
-from .plots import FIGURE_NAMES
-from .results import CheckResult, Remediation, file_safe, product_key, rootname_of
+from qa.render.plots import FIGURE_NAMES
+from qa.results import CheckResult, Remediation, file_safe, product_key, rootname_of
 
 FIGURE_CAPTIONS = {
     "inputs_vs_coadd": "Input exposures (good pixels) and the co-add; rejected files drawn as crosses.",
@@ -132,7 +132,7 @@ def figures_html(figures: Mapping[str, bytes], stem: str, assets_dir: Path | Non
     Parameters
     ----------
     figures : mapping
-        Figure name -> PNG bytes (:func:`qa.plots.product_figures`).
+        Figure name -> PNG bytes (:func:`qa.render.plots.product_figures`).
     stem : str
         Prefix of the asset file names (made file-name safe).
     assets_dir : Path, optional

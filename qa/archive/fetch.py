@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
 from astropy.io import fits
 from astropy.table import Table
 from astroquery.exceptions import RemoteServiceError
 from filelock import FileLock, Timeout
+from requests.adapters import HTTPAdapter
 
 DEFAULT_MAST_URL = "https://mast.stsci.edu"
 MAST_URL_ENV = "HASP_QA_MAST_URL"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .grouping import product_keys_of
-from .model import Dataset
-from .results import KeywordFilter
+from qa.engine.grouping import product_keys_of
+from qa.io.model import Dataset
+from qa.results import KeywordFilter
 
 # hasp.wrapper.PREFILTERS, in the order HASP applies them.
 PREFILTERS = ("EXPFLAG", "ZEROEXPTIME", "PLANNEDVSACTUAL", "MOVINGTARGET", "NOTFINELOCK",
@@ -111,7 +111,7 @@ def prefilter(datasets: list[Dataset], filters: tuple[str, ...]
     """Apply the keyword pre-filters in HASP's order; the first failing filter names the reason.
 
     ``MOVINGTARGET`` is not applied here: HASP applies it to program products only
-    (see :func:`qa.grouping.is_moving_target`).
+    (see :func:`qa.engine.grouping.is_moving_target`).
     """
     kept, dropped = [], []
     for ds in datasets:

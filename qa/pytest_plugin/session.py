@@ -15,11 +15,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from . import __version__, native
-from .checks import CheckSpec, Subject, load_checks
-from .reader import find_spectra, read_dataset
-from .remediate import remediate
-from .results import EngineResult, Product, Remediation, file_safe, rootname_of
+from qa import __version__
+from qa.checks import CheckSpec, Subject, load_checks
+from qa.engine import native
+from qa.io.reader import find_spectra, read_dataset
+from qa.remediate import remediate
+from qa.results import EngineResult, Product, Remediation, file_safe, rootname_of
 
 ENGINES = ("native", "hasp")
 
@@ -72,14 +73,14 @@ class Case:
 
 def engine_runner(name: str):
     if name == "hasp":
-        from . import reference
+        from qa.engine import reference
         return reference.run
     return native.run
 
 
 def engine_version(name: str) -> str:
     if name == "hasp":
-        from .reference import hasp_version
+        from qa.engine.reference import hasp_version
         return hasp_version()
     return f"hasp-qa {__version__}"
 
@@ -153,7 +154,7 @@ class QASession:
         return sources
 
     def _demo_sources(self) -> list[Source]:
-        from .synth import DEMO_PROGRAMS, write_demo_program
+        from qa.synth import DEMO_PROGRAMS, write_demo_program
         out = []
         for program in DEMO_PROGRAMS:
             directory = self.options.cache_dir / "demo" / str(program)
@@ -167,7 +168,7 @@ class QASession:
         return out
 
     def _archive_source(self, program: str) -> Source:
-        from .archive import ArchiveError, fetch_program
+        from qa.archive.fetch import ArchiveError, fetch_program
         try:
             fetched = fetch_program(program, self.options.cache_dir / "mast",
                                     mast_url=self.options.mast_url, offline=self.options.offline)

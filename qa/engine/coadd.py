@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import Dataset, Exposure
-from .reader import good_pixel_mask
+from qa.io.model import Dataset, Exposure
+from qa.io.reader import good_pixel_mask
 
 QUIRKS = {
     "error-interpolation": (

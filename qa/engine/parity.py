@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .results import EngineResult, Product
+from qa.results import EngineResult, Product
 
 ARRAYS = ("wavelength", "flux", "error", "snr", "eff_exptime")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .results import product_key, rootname_of
+from qa.results import product_key, rootname_of
 
 
 def _remediation_text(rem: dict | None) -> str:

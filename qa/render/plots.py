@@ -26,10 +26,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
-from .model import Dataset
-from .reader import good_pixel_mask, read_dataset
-from .remediate import relative_snr
-from .results import Product, Remediation, SnrGain, rootname_of
+from qa.io.model import Dataset
+from qa.io.reader import good_pixel_mask, read_dataset
+from qa.remediate import relative_snr
+from qa.results import Product, Remediation, SnrGain, rootname_of
 
 matplotlib.use("Agg")  # the plugin may run where no display exists
 
@@ -441,7 +441,7 @@ def product_figures(product: Product, input_dir: str | Path, remediation: Remedi
         (in ``remediation.scaled_dir``); when given and possible, the scaled-input
         and SNR-gain figures are added.
     reader : callable
-        Reads one file (``qa.reader.read_dataset``).
+        Reads one file (``qa.io.reader.read_dataset``).
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""Read STIS and COS ``x1d``/``sx1`` files into :mod:`qa.model` objects.
+"""Read STIS and COS ``x1d``/``sx1`` files into :mod:`qa.io.model` objects.
 
 Files are opened read-only and never changed. Every problem is raised as
 :class:`qa.errors.InputError` naming the file, so a caller can report it and go
@@ -13,10 +13,18 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from . import fitsio
-from .errors import InputError
-from .model import (ARRAY_COLUMNS, COS_VARIANCE_COLUMNS, PRIMARY_KEYS, REQUIRED_PRIMARY_KEYS,
-                    REQUIRED_SCI_KEYS, SCI_KEYS, Dataset, Exposure)
+from qa.errors import InputError
+from qa.io import fitsio
+from qa.io.model import (
+    ARRAY_COLUMNS,
+    COS_VARIANCE_COLUMNS,
+    PRIMARY_KEYS,
+    REQUIRED_PRIMARY_KEYS,
+    REQUIRED_SCI_KEYS,
+    SCI_KEYS,
+    Dataset,
+    Exposure,
+)
 
 INSTRUMENTS = ("STIS", "COS")
 SPECTRUM_PATTERNS = ("*_x1d.fits", "*_sx1.fits")

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .coadd import coadd, flatten_rows, row_statistics
-from .errors import InputError
-from .grouping import ProductPlan, plan_products, product_filename
-from .model import Dataset
-from .prefilter import BAD_SEGMENTS, active_filters, prefilter
-from .reader import find_spectra, read_dataset, validate_dataset
-from .results import EngineResult, Product, Rejection, RowStat
+from qa import __version__
+from qa.engine.coadd import coadd, flatten_rows, row_statistics
+from qa.engine.grouping import ProductPlan, plan_products, product_filename
+from qa.engine.prefilter import BAD_SEGMENTS, active_filters, prefilter
+from qa.errors import InputError
+from qa.io.model import Dataset
+from qa.io.reader import find_spectra, read_dataset, validate_dataset
+from qa.results import EngineResult, Product, Rejection, RowStat
 
 ENGINE_NAME = "native"
 

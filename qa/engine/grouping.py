@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import Dataset
-from .results import product_key
+from qa.io.model import Dataset
+from qa.results import product_key
 
 # hasp.wrapper.EXCLUDED_TARGETS: calibration targets that never get a product.
 EXCLUDED_TARGETS = ("ANY", "WAVE")

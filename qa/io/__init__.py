@@ -1,0 +1,1 @@
+"""Reading calibrated 1-D spectra: FITS access, the in-memory model, validation."""

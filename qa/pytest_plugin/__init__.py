@@ -1,0 +1,1 @@
+"""pytest glue: options, collection of check cases, result collection."""

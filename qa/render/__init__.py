@@ -1,0 +1,1 @@
+"""Rendering of results: figures, the HTML report, the terminal summary."""
