@@ -5,6 +5,11 @@ With ``--demo``, ``--program`` or ``--data-dir`` pytest collects the check files
 test item; without them the plugin stays out of the way. One plugin object
 holds the run's state, pytest-mpl style; the results JSON is the single source
 the terminal and HTML summaries are rendered from.
+
+pytest imports this module in every run of an environment where hasp-qa is
+installed, so it imports only the standard library and pytest at the top; the
+engine, astropy, matplotlib and pytest-html are imported where a QA run uses
+them (``python -X importtime`` figures in the README's developer notes).
 """
 from __future__ import annotations
 
@@ -14,14 +19,17 @@ import platform
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from qa import __version__
-from qa.checks import CheckFileError, CheckSpec
-from qa.pytest_plugin.session import ENGINES, Case, Options, QASession
-from qa.render import plots, report
-from qa.results import CheckResult, rootname_of
+from qa.engine import ENGINES
+
+if TYPE_CHECKING:
+    from qa.checks import CheckSpec
+    from qa.pytest_plugin.session import Case, Options, QASession
+    from qa.results import CheckResult
 
 RESULT_PROPERTY = "hasp_qa_result"
 DEFAULT_RESULTS = "reports/hasp-qa-results.json"
@@ -65,6 +73,8 @@ def _default_checks(config: pytest.Config) -> list[Path]:
 
 
 def _options(config: pytest.Config) -> Options:
+    from qa.pytest_plugin.session import Options
+
     checks = [Path(p) for p in config.getoption("checks")] or _default_checks(config)
     return Options(
         programs=[p.strip() for arg in config.getoption("program") for p in arg.split(",") if p.strip()],
@@ -77,9 +87,10 @@ def _options(config: pytest.Config) -> Options:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    options = _options(config)
-    if not options.active:
+    # Checked on the raw options so that a run without them imports nothing more.
+    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")):
         return
+    options = _options(config)
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # A QA run without paths collects the check files, not the unit tests.
         config.args = [str(p) for p in options.checks]
@@ -130,6 +141,8 @@ class CheckItem(pytest.Item):
 
 
 def _remediation_line(rem) -> str:
+    from qa.results import rootname_of
+
     if not rem.possible:
         return f"remediation not possible: {rem.reason}"
     factors = ", ".join(f"{rootname_of(k)} x{v:.4f}" for k, v in rem.factors.items())
@@ -146,6 +159,8 @@ class CheckFile(pytest.File):
         self.plugin = plugin
 
     def collect(self):
+        from qa.checks import CheckFileError
+
         try:
             session = self.plugin.session()
         except CheckFileError as exc:
@@ -171,6 +186,8 @@ class QAPlugin:
 
     def session(self) -> QASession:
         if self._session is None:
+            from qa.pytest_plugin.session import QASession
+
             self._session = QASession(self.options)
         return self._session
 
@@ -198,6 +215,8 @@ class QAPlugin:
         return None
 
     def record(self, item: CheckItem, status: str, message: str, observed: dict) -> CheckResult:
+        from qa.results import CheckResult
+
         case = item.case
         result = CheckResult(check=case.spec.name, kind=case.spec.kind, case_id=case.case_id,
                              product=case.product_key,
@@ -212,6 +231,8 @@ class QAPlugin:
     # ------------------------------------------------------------ collecting results
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from qa.results import CheckResult
+
         if report.when == "teardown":
             return
         for name, value in report.user_properties:
@@ -269,12 +290,16 @@ class QAPlugin:
         if result is None or not self.config.pluginmanager.hasplugin("html") or \
                 not (rep.when == "call" or (rep.when == "setup" and rep.failed)):
             return
+        from qa.render import report
+
         rep.extras = getattr(rep, "extras", []) + report.case_extras(
             result, self._figures(item.case), self._assets_dir())
 
     def _figures(self, case: Case) -> dict[str, bytes] | None:
         if not case.owns_figures or case.subject is None:
             return None
+        from qa.render import plots
+
         session, product = self.session(), case.subject.product
         return plots.product_figures(product, session.source(case.source).directory,
                                      case.subject.remediation,
@@ -289,12 +314,17 @@ class QAPlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
         if getattr(self, "summary", None) is not None:
+            from qa.render import report
+
             prefix.append(report.summary_html(self.summary))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):
             return  # xdist workers send their results to the controller
+        from qa.checks import CheckFileError
+        from qa.render import report
+
         try:
             self.summary = self.session_dict()
         except CheckFileError:

@@ -22,9 +22,6 @@ from qa.io.reader import find_spectra, read_dataset
 from qa.remediate import remediate
 from qa.results import EngineResult, Product, Remediation, file_safe, rootname_of
 
-ENGINES = ("native", "hasp")
-
-
 @dataclass
 class Options:
     """The plugin's command-line options, resolved."""
@@ -40,10 +37,6 @@ class Options:
     cache_dir: Path = Path(".hasp-qa-cache")
     mast_url: str | None = None
     offline: bool = False
-
-    @property
-    def active(self) -> bool:
-        return bool(self.programs or self.data_dirs or self.demo)
 
 
 @dataclass
