@@ -187,9 +187,9 @@ class QAPlugin:
     """State of one QA run: the planned collection, the outcome store and what was reported."""
 
     def __init__(self, config: pytest.Config, options: Options) -> None:
-        self.config = config
         from qa.pipeline import OutcomeStore
 
+        self.config = config
         self.options = options
         self.store = OutcomeStore()
         self._sources: list[Source] | None = None
