@@ -35,10 +35,6 @@ class Options:
     offline: bool = False
     figures: bool = False              # render each product's figures in its job
 
-    @property
-    def active(self) -> bool:
-        return bool(self.programs or self.data_dirs or self.demo)
-
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v]
                     if isinstance(v, list) else v) for k, v in asdict(self).items()}

@@ -11,6 +11,11 @@ Under pytest-xdist the controller resolves the sources (archive queries, demo
 data) once and hands them to the workers; each program's cases go to one worker
 (``--dist loadgroup``); the controller writes the results JSON from what the
 workers reported.
+
+pytest imports this module in every run of an environment where hasp-qa is
+installed, so it imports only the standard library and pytest at the top; the
+pipeline, astropy, matplotlib and pytest-html are imported where a QA run uses
+them (``make importtime``; figures in the README's developer notes).
 """
 from __future__ import annotations
 
@@ -18,13 +23,17 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from qa.checks import CheckFileError, Verdict, load_checks
-from qa.pipeline import ENGINES, Case, Collection, OutcomeStore, check_result, collect, evaluate
-from qa.results import CheckResult
-from qa.sources import Options, Source, resolve_sources
+from qa.engine import ENGINES
+
+if TYPE_CHECKING:
+    from qa.checks import Verdict
+    from qa.pipeline import Case, Collection
+    from qa.results import CheckResult
+    from qa.sources import Options, Source
 
 RESULT_PROPERTY = "hasp_qa_result"
 PRODUCT_PROPERTY = "hasp_qa_product"
@@ -71,6 +80,8 @@ def _default_checks(config: pytest.Config) -> list[Path]:
 
 
 def _options(config: pytest.Config) -> Options:
+    from qa.sources import Options
+
     checks = [Path(p) for p in config.getoption("checks")] or _default_checks(config)
     return Options(
         programs=[p.strip() for arg in config.getoption("program") for p in arg.split(",") if p.strip()],
@@ -84,9 +95,10 @@ def _options(config: pytest.Config) -> Options:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    options = _options(config)
-    if not options.active:
+    # Decided on the raw options, so that a run without them imports nothing more.
+    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")):
         return
+    options = _options(config)
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # A QA run without paths collects the check files, not the unit tests.
         config.args = [str(p) for p in options.checks]
@@ -151,6 +163,8 @@ class CheckFile(pytest.File):
         self.plugin = plugin
 
     def collect(self):
+        from qa.checks import CheckFileError
+
         try:
             coll = self.plugin.collection()
         except CheckFileError as exc:
@@ -173,6 +187,8 @@ class QAPlugin:
     """State of one QA run: the planned collection, the outcome store and what was reported."""
 
     def __init__(self, config: pytest.Config, options: Options) -> None:
+        from qa.pipeline import OutcomeStore
+
         self.config = config
         self.options = options
         self.store = OutcomeStore()
@@ -192,6 +208,8 @@ class QAPlugin:
     def sources(self) -> list[Source]:
         """Resolved once per run: from the controller under xdist, here otherwise."""
         if self._sources is None:
+            from qa.sources import Source, resolve_sources
+
             given = getattr(self.config, "workerinput", {}).get(SOURCES_WORKERINPUT)
             self._sources = [Source.from_dict(s) for s in json.loads(given)] if given \
                 else resolve_sources(self.options)
@@ -203,6 +221,8 @@ class QAPlugin:
 
     def collection(self) -> Collection:
         if self._collection is None:
+            from qa.pipeline import collect
+
             self._collection = collect(self.options, self.sources())
         return self._collection
 
@@ -215,6 +235,8 @@ class QAPlugin:
     # ------------------------------------------------------------ running
 
     def verdict(self, case: Case) -> Verdict:
+        from qa.pipeline import evaluate
+
         if case.error or case.job is None:
             return evaluate(case, None)
         return evaluate(case, self.store.get(self.collection().jobs[case.job]))
@@ -232,6 +254,8 @@ class QAPlugin:
     def record(self, item: CheckItem, verdict: Verdict) -> CheckResult:
         """The case's result, and (once per process) its product's and job's facts, as
         user properties: the controller, or this process, builds the results JSON from them."""
+        from qa.pipeline import check_result
+
         case = item.case
         result = check_result(case, verdict)
         props = item.user_properties
@@ -333,6 +357,8 @@ class QAPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         if hasattr(self.config, "workerinput") or self.config.option.collectonly:
             return  # workers report to the controller; --collect-only writes nothing
+        from qa.checks import CheckFileError, load_checks
+
         try:
             specs = load_checks(self.options.checks)
         except CheckFileError:
