@@ -359,7 +359,7 @@ def collect(options: Options, sources: list[Source], specs: list[CheckSpec] | No
             job = Job(id=f"{source.label}:{program}", source=source.label,
                       directory=str(directory), files=[h.name for h in files],
                       sha256=[sha256_file(h.path) for h in files], params=params,
-                      cache_dir=str(options.cache_dir))
+                      cache_dir=str(options.cache_dir) if options.cache_dir else None)
             coll.jobs[job.id] = job
         for plan in plan_products(kept):
             key = _plan_key(plan)
