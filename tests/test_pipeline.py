@@ -158,6 +158,9 @@ def test_damaged_or_moved_cache_is_recomputed_or_reused(data_dir, tmp_path):
     job = Job.from_dict({**coll.jobs["data:8016"].to_dict(), "cache_dir": str(moved)})
     reused = compute(job)
     assert reused.from_cache and reused.products[0].remediation.possible
+    # The scaled copies are written again for people to look at, with their provenance.
+    copies = moved / reused.products[0].remediation.scaled_dir
+    assert sorted(p.name for p in copies.iterdir()) == reused.products[0].product.inputs
 
 
 def test_job_outcome_round_trips_through_json(data_dir, tmp_path):
@@ -169,3 +172,14 @@ def test_job_outcome_round_trips_through_json(data_dir, tmp_path):
     back = JobOutcome.from_dict(json.loads(text))
     assert json.dumps(back.to_dict()) == text
     assert back.products[0].figures["inputs_vs_coadd"][:4] == b"\x89PNG"
+
+
+def test_a_figure_that_cannot_be_drawn_is_a_note(data_dir, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("mathtext: unknown symbol \\foo")
+    monkeypatch.setattr("qa.render.plots.product_figures", broken)
+    doc, outcomes = run_in_process(options(data_dir, tmp_path / "cache", figures=True))
+    assert outcomes[VISIT].error is None and outcomes[VISIT].figures == {}
+    assert doc["products"][VISIT]["notes"] == [
+        f"figures of {VISIT} could not be drawn: ValueError: mathtext: unknown symbol \\foo"]
+    assert not [r for r in doc["results"] if r["status"] == "error"]
