@@ -60,8 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"results JSON (default: next to --html, else {DEFAULT_RESULTS})")
 
 
-# The project's own check files: used when the working directory has no checks/.
-PROJECT_CHECKS = Path(__file__).resolve().parents[2] / "checks"
+# The check files shipped in the package (the repository's checks/, copied; the tests
+# keep the two identical): used when the working directory has no checks/.
+PROJECT_CHECKS = Path(__file__).resolve().parents[1] / "default_checks"
 
 
 def _default_checks(config: pytest.Config) -> list[Path]:
