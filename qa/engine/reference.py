@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,10 @@ def run(inputs: str | Path | list, *, threshold: float = -50.0, snrmax: float = 
         stage, names, paths, errors, datasets = _stage(inputs, Path(tmp))
         outdir = Path(tmp) / "products"
         rec = _Recorder(names)
-        with rec.tapped(wrapper), np.errstate(all="ignore"):
+        # HASP's divisions by zero on flagged pixels and astropy's notes on the long
+        # header cards it writes are not news to the user.
+        with rec.tapped(wrapper), np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             wrapper.main(str(stage), str(outdir), clobber=True, threshold=float(threshold),
                          snrmax=float(snrmax), no_keyword_filtering=not keyword_filtering,
                          cross_program=cross_program)
@@ -268,8 +272,18 @@ class _Recorder:
             return culled
 
         def write(seg, filename, overwrite=False, level=""):
+            if level not in (1, 3, 5):
+                # Abutted products (levels 2, 4, 6) are not checked here. HASP can crash
+                # writing one (e.g. IndexError on an abutment without good pixels), which
+                # would abort every later product: log it and let HASP go on.
+                try:
+                    return originals["write"](seg, filename, overwrite=overwrite, level=level)
+                except Exception as exc:
+                    print(f"hasp-qa: HASP failed to write the abutted product "
+                          f"{os.path.basename(filename)}: {type(exc).__name__}: {exc}")
+                    return None
             value = originals["write"](seg, filename, overwrite=overwrite, level=level)
-            if level in (1, 3, 5) and rec.level:  # single-grating products only
+            if rec.level:  # -x also co-adds per grating for abutment only, never written
                 current = rec.products[-1]
                 if current.iterations[-1].segments is seg:
                     current.written, current.final = os.path.basename(filename), seg
