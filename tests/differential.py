@@ -163,7 +163,10 @@ def write_file(spec: FileSpec, index: int, real_dir: Path, outdir: Path) -> Path
             hdul = fits.open(made, memmap=False)
             hdul = fits.HDUList([h.copy() for h in hdul])
     else:
-        with fits.open(real_dir / f"{spec.source}_x1d.fits", memmap=False) as src:
+        source = real_dir / f"{spec.source}_x1d.fits"
+        if not source.exists():  # the repository's gzip-compressed copy (astropy reads it)
+            source = source.with_name(source.name + ".gz")
+        with fits.open(source, memmap=False) as src:
             hdul = fits.HDUList([h.copy() for h in src])
     primary = hdul[0].header
     primary["ROOTNAME"] = root
@@ -324,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
 
-    from tests.conftest import REAL_DIR
+    from tests.conftest import REAL_DATA
 
     parser = argparse.ArgumentParser(prog="python -m tests.differential",
                                      description="native vs hasp on fresh random scenarios")
@@ -345,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     @given(scenarios(max_rows=args.max_rows or None))
     def one(scenario: Scenario) -> None:
         nonlocal count
-        outcome = check(scenario, REAL_DIR)
+        outcome = check(scenario, REAL_DATA)
         count += 1
         times["native"] += outcome.native_s
         times["hasp"] += outcome.hasp_s
@@ -360,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = []
     if not args.no_shrink:
         for scenario, kind in failing[:5]:
-            saved.append(str(save_regression(shrink(scenario, REAL_DIR, kind), kind)))
+            saved.append(str(save_regression(shrink(scenario, REAL_DATA, kind), kind)))
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(tally.items())) or "none"
     print(f"differential seed {args.seed}: {count} scenarios, {mismatched} with mismatches "
           f"(by kind: {kinds}); per scenario native {times['native'] / max(count, 1):.3f} s, "

@@ -28,7 +28,7 @@ from qa.io.model import (
 )
 
 INSTRUMENTS = ("STIS", "COS")
-SPECTRUM_PATTERNS = ("*_x1d.fits", "*_sx1.fits")
+SPECTRUM_PATTERNS = ("*_x1d.fits", "*_sx1.fits", "*_x1d.fits.gz", "*_sx1.fits.gz")
 
 
 def find_spectra(directory: str | Path) -> list[Path]:
@@ -37,11 +37,15 @@ def find_spectra(directory: str | Path) -> list[Path]:
     HASP uses ``glob.glob``, which skips dot-files (a macOS ``._o4vt08010_x1d.fits``
     is not an input); ``Path.glob`` does not. ``root_dir`` keeps glob characters in
     the directory's own name literal. Sorted by path, as HASP sorts them.
+
+    Gzip-compressed ``*.fits.gz`` files count too (HASP itself globs only plain
+    files); where both ``X.fits`` and ``X.fits.gz`` exist, only ``X.fits`` is taken,
+    so one exposure is never co-added twice.
     """
     directory = Path(directory)
-    found = [directory / name for pattern in SPECTRUM_PATTERNS
-             for name in glob.glob(pattern, root_dir=directory)]
-    return sorted(found, key=str)
+    found = {directory / name for pattern in SPECTRUM_PATTERNS
+             for name in glob.glob(pattern, root_dir=directory)}
+    return sorted((p for p in found if not (p.suffix == ".gz" and p.with_suffix("") in found)), key=str)
 
 
 def read_dataset(path: str | Path) -> Dataset:
@@ -50,7 +54,7 @@ def read_dataset(path: str | Path) -> Dataset:
     Parameters
     ----------
     path : path-like
-        An ``x1d`` or ``sx1`` file of STIS or COS.
+        An ``x1d`` or ``sx1`` file of STIS or COS, plain or gzip-compressed.
 
     Returns
     -------
