@@ -37,6 +37,11 @@ QUIRKS = {
         "A product of a single row is never tested (its statistic is defined as 0): it always "
         "passes the flux filter. hasp then reports N as the row record's column count, not a "
         "pixel count; both engines here report N = 0."),
+    "cross-program-all-rejected": (
+        "With -x, when the flux filter removes every file of a product, hasp's processmode "
+        "returns the last co-add (of the files it has just removed) and writes it. Reproduced: "
+        "the product keeps those files and arrays, lists them as rejected too, and carries a "
+        "finding. Visit and program products write nothing in that case."),
     "nan-median": (
         "A row whose deviations include NaN has a NaN median; `NaN < threshold` is False, so "
         "HASP keeps the file. Reproduced in the verdict; the row statistic stays NaN."),

@@ -145,8 +145,14 @@ def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[st
             log.extend(f"{lab} in file {names[f]} has scaled median = {v}"
                        for lab, v in zip(labels, stats.scaled_median[mine]))
             log.append(f"Removing file {names[f]} from product {product.key}")
-        keep = np.setdiff1d(keep, culled)
-        co = None
+        remaining = np.setdiff1d(keep, culled)
+        if not remaining.size and plan.level == "cross-program":
+            # Quirk "cross-program-all-rejected": hasp's processmode returns the last
+            # co-add, of the files it has just removed, and -x writes it.
+            product.findings.append(
+                "HASP writes this cross-program product from files its flux filter rejected")
+            break
+        keep, co = remaining, None
     product.iterations = iteration
     if co is not None:
         product.kept = [names[i] for i in keep]

@@ -194,6 +194,9 @@ class _ProductRun:
                 continue  # "No good data": the co-add had no good pixel
             product.row_stats += _row_stats(it, number, self._name)
             product.rejected += _rejections(it, number, threshold, self._name)
+        if self.written and self.iterations[-1].culled:  # only -x writes after removing all
+            product.findings.append(
+                "HASP writes this cross-program product from files its flux filter rejected")
         if self.written:
             if not (outdir / self.written).is_file():
                 raise RuntimeError(f"HASP reported writing {self.written} but the file is absent")
