@@ -20,6 +20,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -83,6 +84,7 @@ class Scenario:
     @classmethod
     def from_json(cls, text: str) -> "Scenario":
         data = json.loads(text)
+        data.pop("note", None)
         files = [FileSpec(**{**f, "rows": tuple(f["rows"]) if f["rows"] else None,
                              "dead_ext": tuple(f["dead_ext"])}) for f in data.pop("files")]
         return cls(files=files, **data)
@@ -284,17 +286,14 @@ def check(scenario: Scenario, real_dir: Path) -> Outcome:
         return compare(build(scenario, real_dir, Path(tmp) / "inputs"), scenario)
 
 
-def shrink(scenario: Scenario, real_dir: Path, kind: str) -> Scenario:
-    """Greedy shrink: drop files and undo mutations while a ``kind`` mismatch remains."""
-    def still(s: Scenario) -> bool:
-        return bool(s.files) and check(s, real_dir).kinds.get(kind, 0) > 0
-
+def shrink(scenario: Scenario, still: Callable[[Scenario], bool]) -> Scenario:
+    """Greedy shrink: drop files and undo mutations while ``still(scenario)`` holds."""
     defaults = FileSpec(source="")
     changed = True
     while changed:
         changed = False
         candidates = [replace(scenario, files=scenario.files[:i] + scenario.files[i + 1:])
-                      for i in range(len(scenario.files))]
+                      for i in range(len(scenario.files)) if len(scenario.files) > 1]
         for name, value in (("threshold", -50.0), ("snrmax", 20.0), ("keyword_filtering", True),
                             ("cross_program", False)):
             if getattr(scenario, name) != value:
@@ -313,11 +312,19 @@ def shrink(scenario: Scenario, real_dir: Path, kind: str) -> Scenario:
     return scenario
 
 
-def save_regression(scenario: Scenario, kind: str) -> Path:
+def mismatches(kind: str, real_dir: Path) -> Callable[[Scenario], bool]:
+    """Shrinking predicate: the scenario still shows a ``kind`` mismatch."""
+    return lambda s: check(s, real_dir).kinds.get(kind, 0) > 0
+
+
+def save_regression(scenario: Scenario, kind: str, note: str = "") -> Path:
+    """Keep a shrunk scenario for ``tests/test_differential.py`` to replay."""
     REGRESSIONS.mkdir(parents=True, exist_ok=True)
     n = len(list(REGRESSIONS.glob("*.json"))) + 1
     path = REGRESSIONS / f"{n:03d}-{kind}.json"
-    path.write_text(scenario.to_json() + "\n")
+    data = {"note": note or f"{kind} mismatch found by python -m tests.differential",
+            **json.loads(scenario.to_json())}
+    path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 
 
@@ -363,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = []
     if not args.no_shrink:
         for scenario, kind in failing[:5]:
-            saved.append(str(save_regression(shrink(scenario, REAL_DATA, kind), kind)))
+            saved.append(str(save_regression(shrink(scenario, mismatches(kind, REAL_DATA)), kind)))
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(tally.items())) or "none"
     print(f"differential seed {args.seed}: {count} scenarios, {mismatched} with mismatches "
           f"(by kind: {kinds}); per scenario native {times['native'] / max(count, 1):.3f} s, "
