@@ -94,8 +94,7 @@ def dead_extensions(rows: Rows, names: list[str]) -> list[str]:
     the failed exposure, e.g. ``o4vt08010_x1d.fits[SCI,2]: no good pixel (every DQ flagged)``.
     """
     alive: dict[tuple[str, int], bool] = {}
-    row_good = np.logical_or.reduceat(rows.good, rows.row_start[:-1]) if rows.nrows else []
-    for r, ok in enumerate(row_good):
+    for r, ok in enumerate(rows.row_ngood > 0):
         key = (names[rows.row_file[r]], rows.row_exp[r].extver)
         alive[key] = alive.get(key, False) or bool(ok)
     return [f"{name}[SCI,{ext}]: no good pixel (every DQ flagged)"
