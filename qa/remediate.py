@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from urllib.parse import quote
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -97,6 +98,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def fits_text(text: str) -> str:
+    """``text`` as a FITS header value: printable ASCII, the rest percent-encoded (RFC 3986).
+
+    FITS values hold printable ASCII only; a path with non-ASCII characters or a newline
+    would make astropy refuse the whole file. ``urllib.parse.unquote`` gives the text back.
+    """
+    return quote(text, safe="/ !\"#$&'()*+,:;<=>?@[]^_`{|}~-.")
+
+
 def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note: str) -> Path:
     """Write ``ds`` with FLUX and ERROR of each SCI extension scaled; returns the new path."""
     outdir.mkdir(parents=True, exist_ok=True)
@@ -113,9 +123,9 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
     primary = out[0].header
     # Keywords, not HISTORY text, so that provenance survives FITS line wrapping; long
     # values (CONTINUE cards) get no comment because astropy would truncate it.
-    primary["QASRC"] = str(ds.path.resolve())      # the file these data were scaled from
-    primary["QASRCSHA"] = _sha256(ds.path)         # its sha256
-    primary["QAREF"] = note                        # the scaling reference
+    primary["QASRC"] = fits_text(str(ds.path.resolve()))   # the file these data were scaled from
+    primary["QASRCSHA"] = _sha256(ds.path)                 # its sha256
+    primary["QAREF"] = fits_text(note)                     # the scaling reference
     primary["HISTORY"] = f"hasp-qa {__version__} {stamp}: FLUX and ERROR scaled by SCALEFAC"
     out.writeto(dest, overwrite=True)
     return dest

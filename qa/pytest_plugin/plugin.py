@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from html import escape
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,7 +22,7 @@ from qa import __version__
 from qa.checks import CheckFileError, CheckSpec
 from qa.pytest_plugin.session import ENGINES, Case, Options, QASession
 from qa.render import plots, report
-from qa.results import CheckResult, rootname_of
+from qa.results import CheckResult, printable, rootname_of
 
 RESULT_PROPERTY = "hasp_qa_result"
 DEFAULT_RESULTS = "reports/hasp-qa-results.json"
@@ -121,7 +122,8 @@ class CheckItem(pytest.Item):
             rem = self.result.remediation if self.result else None
             if rem is not None:
                 text += "\n" + _remediation_line(rem)
-            return text
+            # File names and header text reach the terminal: no control sequences.
+            return printable(text, keep="\n")
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
@@ -151,7 +153,9 @@ class CheckFile(pytest.File):
             raise self.CollectError(str(exc)) from exc
         for spec in (s for s in session.specs if s.source == str(self.path)):
             for case in self.plugin.cases(spec):
-                name = f"test_{spec.name}[{case.case_id}]"
+                # Ids come from file names and TARGNAME: newlines, escapes and backslashes
+                # (pytest-html decodes ids with unicode_escape) are percent-encoded.
+                name = f"test_{spec.name}[{printable(case.case_id)}]"
                 # A string node id is parsed into name and params exactly as pytest parses
                 # the ids it stores for --lf; a bare name would keep the brackets in the name.
                 yield CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
@@ -264,6 +268,10 @@ class QAPlugin:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call):
         rep = (yield).get_result()
+        if rep.when == "setup" and rep.failed and call.excinfo is not None and \
+                isinstance(call.excinfo.value, CheckError):
+            # The message, not pytest's traceback of the setup machinery.
+            rep.longrepr = item.repr_failure(call.excinfo)
         result = getattr(item, "result", None)
         if result is None or not self.config.pluginmanager.hasplugin("html") or \
                 not (rep.when == "call" or (rep.when == "setup" and rep.failed)):
@@ -284,6 +292,14 @@ class QAPlugin:
         if not html or self.config.getoption("self_contained_html", False):
             return None
         return Path(html).parent / "assets"
+
+    @pytest.hookimpl(optionalhook=True, trylast=True)
+    def pytest_html_results_table_row(self, report, cells) -> None:
+        """Show the test id as text: pytest-html inserts the cell as HTML, ids hold header text."""
+        test_id = report.nodeid + ("" if report.when == "call" else f"::{report.when}")
+        for i, cell in enumerate(cells):
+            if isinstance(cell, str) and cell.startswith('<td class="col-testId">'):
+                cells[i] = f'<td class="col-testId">{escape(test_id)}</td>'
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
@@ -306,7 +322,7 @@ class QAPlugin:
             return
         from qa.render.terminal import render_summary
         terminalreporter.write_sep("=", "hasp-qa summary")
-        terminalreporter.write_line(render_summary(summary))
+        terminalreporter.write_line(printable(render_summary(summary), keep="\n"))
         terminalreporter.write_line(f"results JSON: {self.results_path()}")
 
 

@@ -6,8 +6,10 @@ of recomputing per case.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import pickle
 from collections import Counter
 from dataclasses import dataclass, field
@@ -86,7 +88,15 @@ def engine_version(name: str) -> str:
 
 
 def _fingerprint(paths: list[Path]) -> list[tuple[str, int, int]]:
-    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    # A dangling link or a link loop has no size: the engine reports it; it must not crash here.
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+            out.append((p.name, st.st_size, st.st_mtime_ns))
+        except OSError as exc:
+            out.append((p.name, -1, exc.errno or 0))
+    return out
 
 
 def _cached(cache_dir: Path, kind: str, key: object, compute):
@@ -103,6 +113,30 @@ def _cached(cache_dir: Path, kind: str, key: object, compute):
         tmp.write_bytes(pickle.dumps(value))
         tmp.replace(target)
         return value
+
+
+def _dir_label(d: Path) -> str:
+    """The source label of a --data-dir: its real name, or its own name if it cannot resolve."""
+    try:
+        return d.resolve(strict=True).name or str(d)
+    except (OSError, RuntimeError):   # RuntimeError: a symbolic link loop (Python < 3.13)
+        return d.name or str(d)
+
+
+def _not_a_directory(d: Path) -> str | None:
+    try:
+        if Path(d).is_dir():
+            return None
+        os.stat(d)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if os.path.islink(d):
+            return f"is a dangling symbolic link (to {os.readlink(d)!r}, which does not exist)"
+        if exc.errno == errno.ENOENT:
+            return "does not exist"
+        return f"cannot be accessed ({exc.strerror or exc})"
+    return "not a directory"
 
 
 class QASession:
@@ -139,9 +173,10 @@ class QASession:
         for program in self.options.programs:
             sources.append(self._archive_source(program))
         for d in self.options.data_dirs:
-            src = Source(label=d.resolve().name, origin="data-dir", directory=d)
-            if not d.is_dir():
-                src.directory, src.error = None, f"--data-dir {d}: not a directory"
+            src = Source(label=_dir_label(d), origin="data-dir", directory=d)
+            problem = _not_a_directory(d)
+            if problem:
+                src.directory, src.error = None, f"--data-dir {d}: {problem}"
             elif not find_spectra(d):
                 src.directory, src.error = None, f"--data-dir {d}: holds no *_x1d.fits or *_sx1.fits file"
             sources.append(src)
