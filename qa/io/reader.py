@@ -103,6 +103,27 @@ def not_a_regular_file(path: str | Path) -> str | None:
     return "is a device or other special file, not a FITS file; it was not opened"
 
 
+def not_a_directory(path: str | Path) -> str | None:
+    """Why ``path`` cannot be used as a directory of spectra, or None when it can."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return None
+        os.stat(path)
+    except OSError as exc:
+        return _stat_problem(path, exc).replace("file does not exist", "does not exist")
+    return "is not a directory"
+
+
+def directory_label(path: str | Path) -> str:
+    """A directory's name for labels: its resolved name, its own name if it cannot resolve."""
+    path = Path(path)
+    try:
+        return path.resolve(strict=True).name or str(path)
+    except (OSError, RuntimeError):   # RuntimeError: a symbolic link loop (Python < 3.13)
+        return path.name or str(path)
+
+
 def _stat_problem(path: Path, exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "is a symbolic link loop (the link resolves to itself)"

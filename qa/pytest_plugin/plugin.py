@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from qa import __version__
-from qa.checks import CheckFileError, CheckSpec
+from qa.checks import CheckFileError, CheckSpec, option_type
 from qa.pytest_plugin.session import ENGINES, Case, Options, QASession
 from qa.render import plots, report
 from qa.results import CheckResult, printable, rootname_of
@@ -39,9 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="native (vectorized, default) or hasp (the archive's code)")
     group.addoption("--checks", action="append", default=[], metavar="PATH",
                     help="check file or directory of *.toml (default: checks/)")
-    group.addoption("--threshold", type=float, default=None,
+    group.addoption("--threshold", type=option_type("threshold"), default=None,
                     help="override every check's flux-filter threshold (HASP -t)")
-    group.addoption("--snrmax", type=float, default=None,
+    group.addoption("--snrmax", type=option_type("snrmax"), default=None,
                     help="override every check's SNR cap (HASP -s)")
     group.addoption("--remediate", choices=("auto", "off"), default="auto",
                     help="scale inputs and re-co-add when a check fails (default auto)")
@@ -80,10 +80,64 @@ def pytest_configure(config: pytest.Config) -> None:
     options = _options(config)
     if not options.active:
         return
+    if not hasattr(config, "workerinput"):
+        _prepare_outputs(config, options)
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # A QA run without paths collects the check files, not the unit tests.
         config.args = [str(p) for p in options.checks]
     config.pluginmanager.register(QAPlugin(config, options), "hasp-qa-run")
+
+
+def results_path(config: pytest.Config) -> Path:
+    """Where the results JSON goes: --qa-results, else beside --html, else the default."""
+    given = config.getoption("qa_results")
+    if given:
+        return Path(given)
+    html = config.getoption("htmlpath", None)
+    if html:
+        return Path(html).with_suffix(".json")
+    return Path(config.invocation_params.dir) / DEFAULT_RESULTS
+
+
+def _prepare_outputs(config: pytest.Config, options: Options) -> None:
+    """Refuse, in one line each, what would only fail later; remove the last run's results.
+
+    A results JSON left from an earlier run would look current to automation if this
+    run ended early, so it goes before anything is computed.
+
+    Raises
+    ------
+    pytest.UsageError
+        A --checks path that is missing or holds no check file, or a --cache-dir or
+        results JSON location that cannot be written.
+    """
+    for p in options.checks:
+        if not p.exists():
+            raise pytest.UsageError(f"--checks {p}: does not exist")
+        if p.is_dir() and not any(p.glob("*.toml")):
+            raise pytest.UsageError(f"--checks {p}: the directory holds no *.toml check file")
+    _writable_dir(options.cache_dir, "--cache-dir")
+    results = results_path(config)
+    _writable_dir(results.parent, "--qa-results")
+    try:
+        results.unlink(missing_ok=True)
+    except OSError as exc:
+        raise pytest.UsageError(f"--qa-results {results}: the previous results cannot be "
+                                f"removed ({exc.strerror or exc})") from None
+
+
+def _writable_dir(directory: Path, option: str) -> None:
+    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise pytest.UsageError(f"{option} {directory}: {blocker} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".hasp-qa-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise pytest.UsageError(f"{option} {directory}: not a writable directory "
+                                f"({exc.strerror or exc})") from None
 
 
 class CheckFailed(Exception):
@@ -255,13 +309,7 @@ class QAPlugin:
         }
 
     def results_path(self) -> Path:
-        given = self.config.getoption("qa_results")
-        if given:
-            return Path(given)
-        html = self.config.getoption("htmlpath", None)
-        if html:
-            return Path(html).with_suffix(".json")
-        return Path(self.config.invocation_params.dir) / DEFAULT_RESULTS
+        return results_path(self.config)
 
     # ------------------------------------------------------------ HTML report
 

@@ -6,10 +6,8 @@ of recomputing per case.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 import pickle
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,7 +18,7 @@ from filelock import FileLock
 from qa import __version__
 from qa.checks import CheckSpec, Subject, load_checks
 from qa.engine import native
-from qa.io.reader import find_spectra, read_dataset
+from qa.io.reader import directory_label, find_spectra, not_a_directory, read_dataset
 from qa.remediate import remediate
 from qa.results import EngineResult, Product, Remediation, file_safe, rootname_of
 
@@ -115,30 +113,6 @@ def _cached(cache_dir: Path, kind: str, key: object, compute):
         return value
 
 
-def _dir_label(d: Path) -> str:
-    """The source label of a --data-dir: its real name, or its own name if it cannot resolve."""
-    try:
-        return d.resolve(strict=True).name or str(d)
-    except (OSError, RuntimeError):   # RuntimeError: a symbolic link loop (Python < 3.13)
-        return d.name or str(d)
-
-
-def _not_a_directory(d: Path) -> str | None:
-    try:
-        if Path(d).is_dir():
-            return None
-        os.stat(d)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "is a symbolic link loop"
-        if os.path.islink(d):
-            return f"is a dangling symbolic link (to {os.readlink(d)!r}, which does not exist)"
-        if exc.errno == errno.ENOENT:
-            return "does not exist"
-        return f"cannot be accessed ({exc.strerror or exc})"
-    return "not a directory"
-
-
 class QASession:
     """Resolve sources, run the engine, remediate and enumerate the cases of a run."""
 
@@ -173,8 +147,8 @@ class QASession:
         for program in self.options.programs:
             sources.append(self._archive_source(program))
         for d in self.options.data_dirs:
-            src = Source(label=_dir_label(d), origin="data-dir", directory=d)
-            problem = _not_a_directory(d)
+            src = Source(label=directory_label(d), origin="data-dir", directory=d)
+            problem = not_a_directory(d)
             if problem:
                 src.directory, src.error = None, f"--data-dir {d}: {problem}"
             elif not find_spectra(d):
