@@ -54,23 +54,6 @@ def param_problem(name: str, value: Any) -> str | None:
     return f"expected {rule[1]}, got {value!r}"
 
 
-def option_type(name: str) -> Callable[[str], float]:
-    """An argparse ``type`` for a command-line override of parameter ``name``."""
-    import argparse
-
-    def convert(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        problem = param_problem(name, value)
-        if problem:
-            raise argparse.ArgumentTypeError(problem)
-        return value
-    convert.__name__ = name   # argparse names the type in its messages
-    return convert
-
-
 class CheckFileError(Exception):
     """A check file is malformed; the message names the file, the key and what was expected."""
 

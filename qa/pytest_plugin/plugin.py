@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from qa import __version__
-from qa.checks import CheckFileError, CheckSpec, option_type
+from qa.checks import CheckFileError, CheckSpec, param_problem
 from qa.pytest_plugin.session import ENGINES, Case, Options, QASession
 from qa.render import plots, report
 from qa.results import CheckResult, printable, rootname_of
@@ -39,9 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="native (vectorized, default) or hasp (the archive's code)")
     group.addoption("--checks", action="append", default=[], metavar="PATH",
                     help="check file or directory of *.toml (default: checks/)")
-    group.addoption("--threshold", type=option_type("threshold"), default=None,
+    group.addoption("--threshold", type=float, default=None,
                     help="override every check's flux-filter threshold (HASP -t)")
-    group.addoption("--snrmax", type=option_type("snrmax"), default=None,
+    group.addoption("--snrmax", type=float, default=None,
                     help="override every check's SNR cap (HASP -s)")
     group.addoption("--remediate", choices=("auto", "off"), default="auto",
                     help="scale inputs and re-co-add when a check fails (default auto)")
@@ -108,15 +108,9 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
     Raises
     ------
     pytest.UsageError
-        A --checks path that is missing or holds no check file, or a --cache-dir or
-        results JSON location that cannot be written.
+        A --checks path that is missing or holds no check file, a --cache-dir or
+        results JSON location that cannot be written, or a nonsense --threshold/--snrmax.
     """
-    for p in options.checks:
-        if not p.exists():
-            raise pytest.UsageError(f"--checks {p}: does not exist")
-        if p.is_dir() and not any(p.glob("*.toml")):
-            raise pytest.UsageError(f"--checks {p}: the directory holds no *.toml check file")
-    _writable_dir(options.cache_dir, "--cache-dir")
     results = results_path(config)
     _writable_dir(results.parent, "--qa-results")
     try:
@@ -124,6 +118,17 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
     except OSError as exc:
         raise pytest.UsageError(f"--qa-results {results}: the previous results cannot be "
                                 f"removed ({exc.strerror or exc})") from None
+    for name in ("threshold", "snrmax"):
+        value = getattr(options, name)
+        problem = None if value is None else param_problem(name, value)
+        if problem:
+            raise pytest.UsageError(f"--{name}={value}: {problem}")
+    for p in options.checks:
+        if not p.exists():
+            raise pytest.UsageError(f"--checks {p}: does not exist")
+        if p.is_dir() and not any(p.glob("*.toml")):
+            raise pytest.UsageError(f"--checks {p}: the directory holds no *.toml check file")
+    _writable_dir(options.cache_dir, "--cache-dir")
 
 
 def _writable_dir(directory: Path, option: str) -> None:
