@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from qa import __version__
 from qa.io.model import Dataset
@@ -131,6 +132,11 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
     return dest
 
 
+def _first_line(exc: Exception) -> str:
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return " ".join(lines[:4]) if lines else type(exc).__name__
+
+
 def relative_snr(original: Product, remediated: Product) -> tuple[np.ndarray, np.ndarray]:
     """Wavelengths and SNR_new / SNR_old over the original bins with SNR_old > 0.
 
@@ -187,11 +193,22 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
     rem.possible, rem.reference_file, rem.factors = True, reference, factors
     note = f"{reference} (rule {rule})"
     for ds in datasets:
-        write_scaled_copy(ds, factors, outdir, note)
+        try:
+            write_scaled_copy(ds, factors, outdir, note)
+        except (VerifyError, ValueError, OSError) as exc:
+            # e.g. a header card with control characters: astropy reads it, refuses to write it.
+            rem.possible, rem.reason = False, (f"cannot write a scaled copy of {ds.name} "
+                                               f"({type(exc).__name__}: {_first_line(exc)})")
+            return rem, None
     rem.scaled_dir = str(outdir)
     rerun = run_engine(outdir, threshold=product.threshold, snrmax=product.snrmax)
     # The re-run also makes other levels from these files; keep the matching product.
-    fixed = next(p for p in rerun.products if p.key == product.key)
+    fixed = next((p for p in rerun.products if p.key == product.key), None)
+    if fixed is None:
+        problems = "; ".join(f"{k}: {v}" for k, v in rerun.input_errors.items()) or "none"
+        rem.possible, rem.reason = False, (f"the scaled copies made no product {product.key} "
+                                           f"(input errors: {problems})")
+        return rem, None
     rem.kept_after, rem.rejected_after = fixed.kept, [r.file for r in fixed.rejected]
     rem.snr_gain = snr_gain(product, fixed)
     if rem.snr_gain is None:

@@ -9,6 +9,7 @@ the terminal and HTML summaries are rendered from.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from html import escape
@@ -49,6 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     metavar="PATH", help="downloads, demo data, engine results, scaled copies")
     group.addoption("--mast-url", default=os.environ.get("HASP_QA_MAST_URL"), metavar="URL",
                     help="MAST base URL (env HASP_QA_MAST_URL; default the real MAST)")
+    group.addoption("--archive-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="seconds each archive request may wait for the server (default 60)")
+    group.addoption("--archive-deadline", type=float, default=1800.0, metavar="SECONDS",
+                    help="seconds one program's download may take in all, retries included "
+                         "(default 1800); past it the program is an error and the run goes on")
     group.addoption("--offline", action="store_true",
                     help="use only cached downloads; never contact the archive")
     group.addoption("--qa-results", default=None, metavar="PATH",
@@ -73,7 +79,9 @@ def _options(config: pytest.Config) -> Options:
         checks=[p.resolve() for p in checks], threshold=config.getoption("threshold"),
         snrmax=config.getoption("snrmax"), remediate=config.getoption("remediate"),
         cache_dir=Path(config.getoption("cache_dir")).resolve(),
-        mast_url=config.getoption("mast_url"), offline=config.getoption("offline"))
+        mast_url=config.getoption("mast_url"), offline=config.getoption("offline"),
+        archive_timeout=config.getoption("archive_timeout"),
+        archive_deadline=config.getoption("archive_deadline"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -123,6 +131,11 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
         problem = None if value is None else param_problem(name, value)
         if problem:
             raise pytest.UsageError(f"--{name}={value}: {problem}")
+    for name in ("archive_timeout", "archive_deadline"):
+        value = getattr(options, name)
+        if not (math.isfinite(value) and value > 0):
+            raise pytest.UsageError(f"--{name.replace('_', '-')}={value}: expected a finite "
+                                    "number of seconds > 0")
     for p in options.checks:
         if not p.exists():
             raise pytest.UsageError(f"--checks {p}: does not exist")

@@ -40,6 +40,8 @@ class Options:
     cache_dir: Path = Path(".hasp-qa-cache")
     mast_url: str | None = None
     offline: bool = False
+    archive_timeout: float = 60.0          # seconds per request
+    archive_deadline: float | None = None  # seconds per program, all requests and retries
 
     @property
     def active(self) -> bool:
@@ -180,7 +182,9 @@ class QASession:
         from qa.archive.fetch import ArchiveError, fetch_program
         try:
             fetched = fetch_program(program, self.options.cache_dir / "mast",
-                                    mast_url=self.options.mast_url, offline=self.options.offline)
+                                    mast_url=self.options.mast_url, offline=self.options.offline,
+                                    timeout=self.options.archive_timeout,
+                                    deadline=self.options.archive_deadline)
         except ArchiveError as exc:
             return Source(label=program, origin="archive", error=str(exc))
         manifest = json.loads(Path(fetched.manifest).read_text())
