@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -29,10 +28,11 @@ import pytest
 from astropy.io import fits
 from filelock import FileLock
 
-from qa.archive.fetch import DownloadFailedError, fetch_program
-from qa.archive.mast_server import MastServer
+from qa.archive.fetch import fetch_program
+from qa.archive.mast_server import DOWNLOAD_PATH
 from qa.checks import CheckFileError, load_check_file
 from qa.engine import native
+from qa.io.reader import find_spectra
 from qa.results import printable
 from qa.synth import write_demo_program
 
@@ -41,6 +41,7 @@ TEMPLATE = "o5jy03010_x1d.fits"      # demo 8435, E140M visit 03, the brightest 
 XSS_TARGET = '<img src=x onerror="window.__pwned=1">'
 XSS_FILE = "<script>window.__pwned=2<svg onload=window.__pwned=3>_x1d.fits"
 MATH_TARGET = r"$\badcmd{$ G191"
+FAST = {"backoff": 0.01}   # short retry waits; the schedule is not under test
 ESC_TARGET = "G1\x1b[2JB2"   # as long as G191B2B: patched in place
 
 
@@ -472,3 +473,78 @@ def test_bad_setup_gives_one_clear_line(name, arg, message, code, tmp_path):
     assert message in out and "Traceback" not in out and "INTERNALERROR" not in out
     lines = [x for x in out.splitlines() if message in x]
     assert len(lines) == 1, out
+
+
+# ---------------------------------------------------------------- the archive and its cache
+
+@pytest.fixture
+def archive(tmp_path) -> Path:
+    """Demo programs 8435 and 99102 laid out as the loopback archive serves them."""
+    for program in ("8435", "99102"):
+        write_demo_program(program, tmp_path / "archive" / program)
+    return tmp_path / "archive"
+
+
+def cached_spectra(cache: Path, program: str) -> list[str]:
+    """What a run would co-add from the program's cache directory."""
+    return sorted(p.name for p in find_spectra(cache / program))
+
+
+def test_cache_coadds_what_the_manifest_vouches_for(archive, tmp_path, mast_server):
+    cache, server = tmp_path / "cache" / "mast", mast_server(archive)
+    every = sorted(p.name for p in (archive / "8435").glob("*.fits"))
+    assert [Path(f).name for f in fetch_program(8435, cache, mast_url=server.url, **FAST).files] == every
+    # The archive stops listing a file: it is no longer co-added, online or offline.
+    gone = archive / "8435" / "o5jy04030_x1d.fits"
+    shutil.move(gone, tmp_path / gone.name)
+    fetched = fetch_program(8435, cache, mast_url=server.url, **FAST)
+    assert gone.name not in [Path(f).name for f in fetched.files]
+    assert cached_spectra(cache, "8435") == [n for n in every if n != gone.name]
+    manifest = json.loads((cache / "8435" / "manifest.json").read_text())
+    assert gone.name in manifest["set_aside"]
+    assert [Path(f).name for f in fetch_program(8435, cache, offline=True).files] == \
+        cached_spectra(cache, "8435")
+    # A file dropped into the cache by hand is not vouched for either.
+    shutil.copyfile(tmp_path / gone.name, cache / "8435" / "o5jy04040_x1d.fits")
+    fetch_program(8435, cache, offline=True)
+    assert "o5jy04040_x1d.fits" not in cached_spectra(cache, "8435")
+    # A file whose size changed and whose re-download fails: the old copy is not used.
+    changed = archive / "8435" / "o5jy04020_x1d.fits"
+    modified_copy(archive / "8435", "changed.fits", primary={"HISTORY": "reprocessed"})
+    os.replace(archive / "8435" / "changed.fits", changed)
+    server.fail_next(100, DOWNLOAD_PATH)
+    fetched = fetch_program(8435, cache, mast_url=server.url, retries=1, **FAST)
+    assert [m.filename for m in fetched.missing] == [changed.name]
+    assert changed.name not in cached_spectra(cache, "8435")
+    assert cached_spectra(cache, "8435") == sorted(Path(f).name for f in fetched.files)
+
+
+def test_gzip_body_under_a_fits_name_is_not_cached(archive, tmp_path, mast_server):
+    name = "o5jy04030_x1d.fits"
+    _gzip_body(archive / "8435", "gz.tmp")
+    os.replace(archive / "8435" / "gz.tmp", archive / "8435" / name)
+    server, cache = mast_server(archive), tmp_path / "cache"
+    fetched = fetch_program(8435, cache, mast_url=server.url, retries=0, **FAST)
+    (missing,) = fetched.missing
+    assert missing.filename == name and "gzip-compressed bytes under a .fits name" in missing.reason
+    assert name not in cached_spectra(cache, "8435") and len(fetched.files) == 5
+    manifest = json.loads((cache / "8435" / "manifest.json").read_text())
+    entry = next(p for p in manifest["products"] if p["filename"] == name)
+    assert entry["status"] == "missing" and entry["sha256"] is None
+
+
+def test_stalled_program_errors_within_its_deadline(archive, tmp_path, mast_server, runs):
+    server = mast_server(archive)
+    server.stall("99102", 300)                 # every download of 99102 hangs for 5 minutes
+    started = time.monotonic()
+    code, out, data = run_qa(tmp_path, "--program=8435,99102", f"--mast-url={server.url}",
+                             "--archive-timeout=1", "--archive-deadline=4")
+    elapsed = time.monotonic() - started
+    assert code == 1 and data is not None, out
+    stalled = [r for r in data["results"] if r["source"] == "99102"]
+    assert stalled and {r["status"] for r in stalled} == {"error"}
+    assert all("program 99102: deadline of 4 s passed" in r["message"] for r in stalled)
+    # The other program ran as in a clean run of the same files.
+    good = {k: v for k, v in statuses(data).items() if k[0] == "8435"}
+    assert good == {k: v for k, v in statuses(runs.clean).items() if k[0] == "8435"}
+    assert elapsed < 120, f"the run waited {elapsed:.0f} s for a stalled archive"
