@@ -30,7 +30,7 @@ from qa.io.model import (
 )
 
 INSTRUMENTS = ("STIS", "COS")
-SPECTRUM_PATTERNS = ("*_x1d.fits", "*_sx1.fits")
+SPECTRUM_PATTERNS = ("*_x1d.fits", "*_sx1.fits", "*_x1d.fits.gz", "*_sx1.fits.gz")
 # Header keywords whose values HASP compares or computes with: a value of another
 # type (say EXPTIME = 'abc') would crash the pre-filters or the co-add far from here.
 NUMERIC_KEYS = ("CENWAVE", "RA_TARG", "DEC_TARG", "PROPOSID", "MINWAVE", "MAXWAVE", "POSTARG1",
@@ -42,10 +42,15 @@ TEXT_KEYS = ("TELESCOP", "INSTRUME", "DETECTOR", "OPT_ELEM", "TARGNAME", "ROOTNA
 
 
 def find_spectra(directory: str | Path) -> list[Path]:
-    """Return the ``*_x1d.fits`` and ``*_sx1.fits`` files of a directory, sorted as HASP sorts them."""
+    """Return the ``*_x1d.fits`` and ``*_sx1.fits`` files of a directory, sorted as HASP sorts them.
+
+    Gzip-compressed ``*.fits.gz`` files count too (HASP itself globs only plain
+    files); where both ``X.fits`` and ``X.fits.gz`` exist, only ``X.fits`` is taken,
+    so one exposure is never co-added twice.
+    """
     directory = Path(directory)
-    found = [p for pattern in SPECTRUM_PATTERNS for p in directory.glob(pattern)]
-    return sorted(found, key=str)
+    found = {p for pattern in SPECTRUM_PATTERNS for p in directory.glob(pattern)}
+    return sorted((p for p in found if not (p.suffix == ".gz" and p.with_suffix("") in found)), key=str)
 
 
 def read_dataset(path: str | Path) -> Dataset:
@@ -54,7 +59,7 @@ def read_dataset(path: str | Path) -> Dataset:
     Parameters
     ----------
     path : path-like
-        An ``x1d`` or ``sx1`` file of STIS or COS.
+        An ``x1d`` or ``sx1`` file of STIS or COS, plain or gzip-compressed.
 
     Returns
     -------
@@ -172,7 +177,7 @@ def _build(path: Path, headers: list[Mapping], table: Callable[[int], np.ndarray
     if missing:
         raise InputError(path, f"primary header lacks keyword(s) {', '.join(missing)}")
     primary = {k: header0[k] for k in PRIMARY_KEYS if k in header0}
-    _check_types(path, "primary header", primary)
+    check_header_types(path, "primary header", primary)
     instrument = str(primary["INSTRUME"]).upper()
     if instrument not in INSTRUMENTS:
         raise InputError(path, f"unknown instrument INSTRUME = {primary['INSTRUME']!r} "
@@ -186,7 +191,8 @@ def _build(path: Path, headers: list[Mapping], table: Callable[[int], np.ndarray
     return dataset
 
 
-def _check_types(path: Path, where: str, values: Mapping) -> None:
+def check_header_types(path: Path, where: str, values: Mapping) -> None:
+    """Refuse header values of the wrong type (``EXPTIME = 'abc'``) with an InputError naming them."""
     for key, value in values.items():
         if key in NUMERIC_KEYS:
             wanted = "an integer" if key in INTEGER_KEYS else "a number"
@@ -208,7 +214,7 @@ def _native(column: np.ndarray) -> np.ndarray:
 
 def _read_sci(path: Path, instrument: str, header: Mapping,
               table: Callable[[], np.ndarray]) -> Exposure:
-    _check_types(path, "SCI extension header", {"EXTVER": header.get("EXTVER", 1)})
+    check_header_types(path, "SCI extension header", {"EXTVER": header.get("EXTVER", 1)})
     extver = int(header.get("EXTVER", 1))
     where = f"SCI extension {extver}"
     missing = [k for k in REQUIRED_SCI_KEYS if k not in header]
@@ -223,19 +229,17 @@ def _read_sci(path: Path, instrument: str, header: Mapping,
     if missing:
         raise InputError(path, f"{where} lacks column(s) {', '.join(missing)}")
     values = {k: header[k] for k in SCI_KEYS if k in header}
-    _check_types(path, where, values)
+    check_header_types(path, where, values)
     values["EXTVER"] = extver
     arrays = {c.lower(): _native(data[c]) for c in ARRAY_COLUMNS}
-    sporder = None
     if instrument == "STIS":
-        sporder = np.asarray(data["SPORDER"]).astype(int)
-        labels = [f"order {o}" for o in sporder]
+        labels = [f"order {o}" for o in np.asarray(data["SPORDER"]).astype(int)]
     else:
         labels = [(s.decode() if isinstance(s, bytes) else str(s)).strip() for s in data["SEGMENT"]]
     variance = None
     if instrument == "COS" and all(c in names for c in COS_VARIANCE_COLUMNS):
         variance = sum(_native(data[c]) for c in COS_VARIANCE_COLUMNS)
-    return Exposure(path=path, extver=extver, header=values, row_labels=labels, sporder=sporder,
+    return Exposure(path=path, extver=extver, header=values, row_labels=labels,
                     variance=variance, **arrays)
 
 
