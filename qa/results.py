@@ -6,6 +6,7 @@ the co-add.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +46,22 @@ def rootname_of(filename: str) -> str:
 def file_safe(text: str) -> str:
     """``text`` usable as one file or directory name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with control and other invisible characters percent-encoded (``%0A``).
+
+    Test ids, terminal lines and report text come from file names and header values;
+    a newline, an ANSI escape or a backslash (pytest-html decodes ids with
+    ``unicode_escape``) must show as text, not act. ``%`` itself is encoded too, so
+    two different texts never give the same result. Characters in ``keep`` (say
+    ``"\n"`` for multi-line messages) pass unchanged.
+    """
+    def enc(ch: str) -> str:
+        if ch in keep or not (ch in "%\\" or unicodedata.category(ch)[0] == "C"):
+            return ch
+        return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(enc(ch) for ch in text)
 
 
 def product_key(program: int, target: str, mode: str, level: str, visit: str) -> str:
