@@ -379,8 +379,9 @@ def row_statistics(rows: Rows, active: np.ndarray, co: Coadd, snrmax: float) -> 
     qualifies = _select(rows.testable, active, every) & (
         rows.row_exptime[active][:, None] != co.eff_exptime[idx])
     # flux / snrmax and Python's max() with ERROR happen in float32 in the archive code.
-    min_error = flux / float(snrmax)
-    denom = np.where(min_error > error, min_error, error)
+    # Python's max(error, min_error) keeps error unless min_error is larger; fmax does
+    # the same for every value a tested pixel can hold (ERROR is finite, FLUX may not be).
+    denom = np.fmax(error, flux / float(snrmax))
     with np.errstate(divide="ignore", invalid="ignore"):
         dev = flux.astype(np.float64)
         dev -= co.flux[idx]
