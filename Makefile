@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[browser]'
 	touch $(STAMP)
 
-.PHONY: venv demo test browser bench
+.PHONY: venv demo test browser bench fuzz
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -30,3 +30,9 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python -m qa.bench
+
+# Differential run against the real hasp on fresh random scenarios (one summary line;
+# a mismatch is shrunk into tests/data/differential/). FUZZ_ARGS="--seed 7 --scenarios 50".
+FUZZ_ARGS ?= --scenarios 300
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.differential $(FUZZ_ARGS)
