@@ -24,7 +24,34 @@ SPEC_KEYS = {"kind", "description", "on_fail", "params"}
 # Parameters of HASP's engine run; every kind has them.
 ENGINE_PARAMS = {"threshold": (float, -50.0), "snrmax": (float, 20.0)}
 # Parameters whose values come from a fixed set.
-CHOICES = {"reference": REFERENCE_RULES}
+CHOICES = {"reference_rule": REFERENCE_RULES}
+
+
+def _finite(v: float) -> bool:
+    return bool(np.isfinite(v))
+
+
+# Values that make a check meaningless, per parameter name: (test, what is expected).
+# snrmax: HASP divides by it, error floor = flux / snrmax. 0 gives an infinite floor, so
+# every deviation is 0 and the flux filter is off; a negative value removes the floor for
+# positive fluxes only and turns it into |flux / snrmax| for negative ones. HASP gives
+# neither a meaning (its -s is "maximum SNR per pixel"), so both are refused.
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "threshold": (_finite, "a finite number (HASP -t; NaN or infinity makes every row pass or fail)"),
+    "snrmax": (lambda v: _finite(v) and v > 0,
+               "a finite number > 0 (HASP -s divides by it: 0 switches the flux filter off, "
+               "a negative value has no meaning in HASP; use a large value for no SNR cap)"),
+    "worst_rows": (lambda v: v >= 1, "an integer >= 1"),
+    "min_median_gain": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+}
+
+
+def param_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    rule = RANGES.get(name)
+    if rule is None or rule[0](value):
+        return None
+    return f"expected {rule[1]}, got {value!r}"
 
 
 class CheckFileError(Exception):
@@ -46,7 +73,7 @@ class Subject:
 
 @dataclass
 class Verdict:
-    status: str             # "passed", "failed" or "skipped"
+    status: str             # "passed", "failed", "skipped" or "error" (the case cannot run)
     message: str
     observed: dict[str, Any]
 
@@ -67,18 +94,16 @@ class CheckSpec:
     kind: str
     description: str
     on_fail: str
-    params: dict[str, Any]
-    source: str
+    params: dict[str, Any]   # as the file declares them (a run may override threshold/snrmax)
+    file: str                # the check file it was read from
 
     @property
     def subject(self) -> str:
         return REGISTRY[self.kind].subject
 
-    def engine_params(self) -> tuple[float, float]:
-        return float(self.params["threshold"]), float(self.params["snrmax"])
-
-    def evaluate(self, subject: Subject) -> Verdict:
-        return REGISTRY[self.kind].fn(subject, self.params)
+    def evaluate(self, subject: Subject, params: dict[str, Any] | None = None) -> Verdict:
+        """The verdict on ``subject`` with ``params`` (default: the declared ones)."""
+        return REGISTRY[self.kind].fn(subject, self.params if params is None else params)
 
 
 REGISTRY: dict[str, CheckKind] = {}
@@ -105,13 +130,21 @@ def load_check_file(path: str | Path) -> list[CheckSpec]:
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CheckFileError(path, "(file)", f"cannot be read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise CheckFileError(path, "(file)", f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                                             f"at offset {exc.start}); TOML files are UTF-8") from exc
+    except tomllib.TOMLDecodeError as exc:
         raise CheckFileError(path, "(file)", f"cannot be read as TOML: {exc}") from exc
     unknown = set(data) - {"check"}
     if unknown:
         raise CheckFileError(path, sorted(unknown)[0], "unknown top-level table (expected [check.<name>])")
     checks = data.get("check", {})
+    if not isinstance(checks, dict):
+        raise CheckFileError(path, "check", f"expected tables [check.<name>], got "
+                                            f"{type(checks).__name__} {checks!r}")
     if not checks:
         raise CheckFileError(path, "check", "no [check.<name>] table")
     return [_spec(path, name, table) for name, table in checks.items()]
@@ -137,7 +170,7 @@ def _spec(path: Path, name: str, table: dict) -> CheckSpec:
         raise CheckFileError(path, f"{where}.description", "expected a string")
     return CheckSpec(name=name, kind=kind, description=description, on_fail=on_fail,
                      params=_params(path, where, REGISTRY[kind], table.get("params", {})),
-                     source=str(path))
+                     file=str(path))
 
 
 def _params(path: Path, where: str, kind: CheckKind, given: dict) -> dict[str, Any]:
@@ -160,6 +193,9 @@ def _params(path: Path, where: str, kind: CheckKind, given: dict) -> dict[str, A
         if choices and value not in choices:
             raise CheckFileError(path, f"{where}.params.{key}",
                                  f"expected one of {', '.join(choices)}, got {value!r}")
+        problem = param_problem(key, value)
+        if problem:
+            raise CheckFileError(path, f"{where}.params.{key}", problem)
         out[key] = value
     return {k: out.get(k, default) for k, (_typ, default) in kind.params.items()}
 
@@ -169,6 +205,8 @@ def load_checks(paths: list[str | Path]) -> list[CheckSpec]:
     specs: list[CheckSpec] = []
     for p in paths:
         p = Path(p)
+        if not p.exists():
+            raise CheckFileError(p, "(path)", "does not exist")
         files = sorted(p.glob("*.toml")) if p.is_dir() else [p]
         if not files:
             raise CheckFileError(p, "(directory)", "holds no *.toml check file")
@@ -177,7 +215,7 @@ def load_checks(paths: list[str | Path]) -> list[CheckSpec]:
                 clash = next((s for s in specs if s.name == spec.name), None)
                 if clash:
                     raise CheckFileError(f, f"check.{spec.name}",
-                                         f"name already defined in {clash.source}")
+                                         f"name already defined in {clash.file}")
                 specs.append(spec)
     return specs
 
@@ -188,7 +226,7 @@ def _fmt(v: float) -> str:
     return f"{v:.1f}" if np.isfinite(v) else str(v)
 
 
-@register("flux_variance", "exposure", worst_rows=(int, 3), reference=(str, "brightest"))
+@register("flux_variance", "exposure", worst_rows=(int, 3), reference_rule=(str, "brightest"))
 def flux_variance(subject: Subject, params: dict[str, Any]) -> Verdict:
     """Fail when any row of the file scored below ``threshold`` against a co-add it was in."""
     product, file = subject.product, subject.file
@@ -229,7 +267,8 @@ def flux_variance(subject: Subject, params: dict[str, Any]) -> Verdict:
                              f"(lowest: {worst_text or 'none tested'})", observed)
 
 
-@register("rejection", "mode", keyword_filtered_fails=(bool, False), reference=(str, "brightest"))
+@register("rejection", "mode", keyword_filtered_fails=(bool, False),
+          reference_rule=(str, "brightest"))
 def rejection(subject: Subject, params: dict[str, Any]) -> Verdict:
     """Fail when the product lost an exposure to the flux filter (or, optionally, to keywords)."""
     product = subject.product

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -66,9 +67,9 @@ def test_data_dir_run(data_dir, tmp_path):
     assert got[("snr_gain", "7096-BD+28D4211-STIS/E230M-visit02")] == "skipped"
     assert f"test_flux_variance[{VISIT}-o5jy03030]" in out
     assert "remediation: scaled to o5jy03010_x1d.fits" in out and "hasp-qa summary" in out
-    rem = next(r for r in data["results"] if r["check"] == "rejection" and r["case_id"] == VISIT)["remediation"]
+    rem = data["products"][VISIT]["remediation"]
     assert rem["rejected_after"] == [] and rem["factors"]["o5jy03030_x1d.fits"] > 1.3
-    assert data["programs"]["8016"]["engine_result"]["engine"] == "native"
+    assert data["products"][VISIT]["engine"] == "native"
     assert "hasp" in data["environment"]
 
 
@@ -102,9 +103,13 @@ def test_xdist_computes_once_and_merges_results(data_dir, tmp_path):
     assert code == 1, out
     assert {k for k, v in outcomes(data).items() if v == "failed"} == EXPECTED_FAILED
     assert len(data["results"]) == (3 + 3 + 1 + 1) + 4 + 4  # exposures per product, 2 mode checks
-    # One engine run and one remediation per product, shared by both workers.
-    assert len(list((tmp_path / "cache" / "results").glob("*.pkl"))) == 1
-    assert len(list((tmp_path / "cache" / "remediations").glob("*.pkl"))) == 2
+    # One job per program, computed once for both workers; the program product of 8016
+    # has the same inputs as its only visit, so they share one co-add and one remediation.
+    entries = [json.loads(p.read_text())["outcome"]
+               for p in (tmp_path / "cache" / "outcomes").glob("*/*.json")]
+    assert sorted(e["job"] for e in entries) == ["8016:7096", "8016:8016"]
+    assert [e["engine_runs"] for e in entries] == [1, 1]
+    assert sum(e["remediations"] for e in entries) == 1
 
 
 def test_last_failed(data_dir, tmp_path):
@@ -158,7 +163,7 @@ def test_archive_program_matches_data_dir(data_dir, tmp_path):
     (tmp_path / "local").mkdir()
     _, _, local = qa(tmp_path / "local", f"--data-dir={data_dir}")
     assert outcomes(data) == outcomes(local)
-    assert data["programs"]["8016"]["manifest"]["program"] == "8016"
+    assert data["sources"]["8016"]["manifest"]["program"] == "8016"
 
 
 def test_unknown_program_is_an_error_outcome(tmp_path):
@@ -176,7 +181,7 @@ def test_hasp_engine_same_verdicts(data_dir, tmp_path):
     code, out, ref = qa(tmp_path, f"--data-dir={data_dir}", "--engine=hasp")
     assert code == 1, out
     assert outcomes(ref) == outcomes(native)
-    assert ref["programs"]["8016"]["engine_result"]["engine"] == "hasp"
+    assert ref["products"][VISIT]["engine"] == "hasp"
 
 
 def test_same_product_from_two_sources(real_dir, tmp_path):
@@ -186,7 +191,59 @@ def test_same_product_from_two_sources(real_dir, tmp_path):
     code, out, data = qa(tmp_path, f"--data-dir={tmp_path / 'a' / 'data'}",
                          f"--data-dir={tmp_path / 'b' / 'data'}")
     assert code == 0, out
-    assert set(data["programs"]) == {"data", "data-data-dir2"}
+    assert set(data["sources"]) == {"data", "data-data-dir2"}
     ids = [(r["check"], r["case_id"]) for r in data["results"]]
     assert len(ids) == len(set(ids)) == 2 * (2 + 2 + 2)
     assert ("rejection", "data-data-dir2:7096-BD+28D4211-STIS/E230M-visit02") in ids
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")} \
+        if root.exists() else {}
+
+
+def test_collect_only_runs_nothing_and_writes_nothing(data_dir, tmp_path):
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "--collect-only", "-q")
+    assert code == 0, out
+    assert f"test_flux_variance[{VISIT}-o5jy03030]" in out
+    assert data is None and not (tmp_path / "cache").exists(), "collect-only wrote a file"
+    # After a full run the cache is there; listing again changes nothing in it.
+    qa(tmp_path, f"--data-dir={data_dir}")
+    before = _tree(tmp_path / "cache")
+    (tmp_path / "results.json").unlink()
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "--collect-only", "-q")
+    assert code == 0 and data is None and _tree(tmp_path / "cache") == before
+
+
+def test_xdist_queries_the_archive_once(data_dir, tmp_path):
+    root = tmp_path / "mast"
+    shutil.copytree(data_dir, root / "8016")
+    with MastServer(root) as server:
+        code, out, data = qa(tmp_path, "--program=8016", f"--mast-url={server.url}", "-n", "2")
+        services = Counter(r.service for r in server.log if r.service)
+    assert code == 1, out
+    assert {k for k, v in outcomes(data).items() if v == "failed"} == EXPECTED_FAILED
+    assert services and set(services.values()) == {1}, services
+    assert server.downloads() == 4
+
+
+INTERRUPT = '''
+def pytest_runtest_call(item):
+    if "o5jy03020" in item.name:
+        raise KeyboardInterrupt
+'''
+
+
+def test_interrupted_run_is_marked(data_dir, tmp_path):
+    (tmp_path / "interrupter.py").write_text(INTERRUPT)
+    env_path = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    results = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "interrupter", "-p", "no:randomly",
+                           f"--data-dir={data_dir}", f"--cache-dir={tmp_path / 'cache'}",
+                           f"--qa-results={results}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": env_path})
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    data = json.loads(results.read_text())
+    assert data["status"] == "interrupted" and data["schema"] == 2
+    assert 0 < len(data["results"]) < 16
+    assert "INTERRUPTED" in proc.stdout

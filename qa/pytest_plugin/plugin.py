@@ -2,28 +2,45 @@
 
 With ``--demo``, ``--program`` or ``--data-dir`` pytest collects the check files
 (``checks/*.toml`` or ``--checks``) and runs every (check, subject) pair as one
-test item; without them the plugin stays out of the way. One plugin object
-holds the run's state, pytest-mpl style; the results JSON is the single source
-the terminal and HTML summaries are rendered from.
+test item; without them the plugin stays out of the way. This module is the
+pytest layer only: :mod:`qa.pipeline` plans the run from headers and computes
+each program's :class:`~qa.pipeline.Job` when its first case runs; items
+evaluate checks on the job's outcome, which is released once its cases ran.
+
+Under pytest-xdist the controller resolves the sources (archive queries, demo
+data) once and hands them to the workers; each program's cases go to one worker
+(``--dist loadgroup``); the controller writes the results JSON from what the
+workers reported.
+
+pytest imports this module in every run of an environment where hasp-qa is
+installed, so it imports only the standard library and pytest at the top; the
+pipeline, astropy, matplotlib and pytest-html are imported where a QA run uses
+them (``make importtime``; figures in the README's developer notes).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
-import platform
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
+from dataclasses import asdict
+from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from qa import __version__
-from qa.checks import CheckFileError, CheckSpec
-from qa.pytest_plugin.session import ENGINES, Case, Options, QASession
-from qa.render import plots, report
-from qa.results import CheckResult, rootname_of
+from qa.engine import ENGINES
+
+if TYPE_CHECKING:
+    from qa.checks import Verdict
+    from qa.pipeline import Case, Collection
+    from qa.results import CheckResult
+    from qa.sources import Options, Source
 
 RESULT_PROPERTY = "hasp_qa_result"
+PRODUCT_PROPERTY = "hasp_qa_product"
+INPUTS_PROPERTY = "hasp_qa_input_errors"
+SOURCES_WORKERINPUT = "hasp_qa_sources"
 DEFAULT_RESULTS = "reports/hasp-qa-results.json"
 
 
@@ -45,17 +62,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--remediate", choices=("auto", "off"), default="auto",
                     help="scale inputs and re-co-add when a check fails (default auto)")
     group.addoption("--cache-dir", default=os.environ.get("HASP_QA_CACHE", ".hasp-qa-cache"),
-                    metavar="PATH", help="downloads, demo data, engine results, scaled copies")
+                    metavar="PATH", help="downloads, demo data, job outcomes, scaled copies")
     group.addoption("--mast-url", default=os.environ.get("HASP_QA_MAST_URL"), metavar="URL",
                     help="MAST base URL (env HASP_QA_MAST_URL; default the real MAST)")
+    group.addoption("--archive-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="seconds each archive request may wait for the server (default 60)")
+    group.addoption("--archive-deadline", type=float, default=1800.0, metavar="SECONDS",
+                    help="seconds one program's download may take in all, retries included "
+                         "(default 1800); past it the program is an error and the run goes on")
     group.addoption("--offline", action="store_true",
                     help="use only cached downloads; never contact the archive")
     group.addoption("--qa-results", default=None, metavar="PATH",
                     help=f"results JSON (default: next to --html, else {DEFAULT_RESULTS})")
 
 
-# The project's own check files: used when the working directory has no checks/.
-PROJECT_CHECKS = Path(__file__).resolve().parents[2] / "checks"
+# The check files shipped in the package (the repository's checks/, copied; the tests
+# keep the two identical): used when the working directory has no checks/.
+PROJECT_CHECKS = Path(__file__).resolve().parents[1] / "default_checks"
 
 
 def _default_checks(config: pytest.Config) -> list[Path]:
@@ -64,6 +87,8 @@ def _default_checks(config: pytest.Config) -> list[Path]:
 
 
 def _options(config: pytest.Config) -> Options:
+    from qa.sources import Options
+
     checks = [Path(p) for p in config.getoption("checks")] or _default_checks(config)
     return Options(
         programs=[p.strip() for arg in config.getoption("program") for p in arg.split(",") if p.strip()],
@@ -72,17 +97,92 @@ def _options(config: pytest.Config) -> Options:
         checks=[p.resolve() for p in checks], threshold=config.getoption("threshold"),
         snrmax=config.getoption("snrmax"), remediate=config.getoption("remediate"),
         cache_dir=Path(config.getoption("cache_dir")).resolve(),
-        mast_url=config.getoption("mast_url"), offline=config.getoption("offline"))
+        mast_url=config.getoption("mast_url"), offline=config.getoption("offline"),
+        figures=bool(config.getoption("htmlpath", None)),
+        archive_timeout=config.getoption("archive_timeout"),
+        archive_deadline=config.getoption("archive_deadline"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    options = _options(config)
-    if not options.active:
+    # Decided on the raw options, so that a run without them imports nothing more.
+    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")):
         return
+    options = _options(config)
+    if not hasattr(config, "workerinput"):
+        _prepare_outputs(config, options)
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # A QA run without paths collects the check files, not the unit tests.
         config.args = [str(p) for p in options.checks]
+    if getattr(config.option, "dist", "no") == "load" and \
+            not any(a.startswith("--dist") for a in config.invocation_params.args):
+        # One program's cases on one worker: its job is computed there once, and the
+        # programs are spread over the workers.
+        config.option.dist = "loadgroup"
     config.pluginmanager.register(QAPlugin(config, options), "hasp-qa-run")
+
+
+def results_path(config: pytest.Config) -> Path:
+    """Where the results JSON goes: --qa-results, else beside --html, else the default."""
+    given = config.getoption("qa_results")
+    if given:
+        return Path(given)
+    html = config.getoption("htmlpath", None)
+    if html:
+        return Path(html).with_suffix(".json")
+    return Path(config.invocation_params.dir) / DEFAULT_RESULTS
+
+
+def _prepare_outputs(config: pytest.Config, options: Options) -> None:
+    """Refuse, in one line each, what would only fail later; remove the last run's results.
+
+    A results JSON left from an earlier run would look current to automation if this
+    run ended early, so it goes before anything is computed.
+
+    Raises
+    ------
+    pytest.UsageError
+        A --checks path that is missing or holds no check file, a --cache-dir or
+        results JSON location that cannot be written, or a nonsense --threshold/--snrmax.
+    """
+    from qa.checks import param_problem
+
+    results = results_path(config)
+    _writable_dir(results.parent, "--qa-results")
+    try:
+        results.unlink(missing_ok=True)
+    except OSError as exc:
+        raise pytest.UsageError(f"--qa-results {results}: the previous results cannot be "
+                                f"removed ({exc.strerror or exc})") from None
+    for name in ("threshold", "snrmax"):
+        value = getattr(options, name)
+        problem = None if value is None else param_problem(name, value)
+        if problem:
+            raise pytest.UsageError(f"--{name}={value}: {problem}")
+    for name in ("archive_timeout", "archive_deadline"):
+        value = getattr(options, name)
+        if not (math.isfinite(value) and value > 0):
+            raise pytest.UsageError(f"--{name.replace('_', '-')}={value}: expected a finite "
+                                    "number of seconds > 0")
+    for p in options.checks:
+        if not p.exists():
+            raise pytest.UsageError(f"--checks {p}: does not exist")
+        if p.is_dir() and not any(p.glob("*.toml")):
+            raise pytest.UsageError(f"--checks {p}: the directory holds no *.toml check file")
+    _writable_dir(options.cache_dir, "--cache-dir")
+
+
+def _writable_dir(directory: Path, option: str) -> None:
+    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise pytest.UsageError(f"{option} {directory}: {blocker} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".hasp-qa-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise pytest.UsageError(f"{option} {directory}: not a writable directory "
+                                f"({exc.strerror or exc})") from None
 
 
 class CheckFailed(Exception):
@@ -100,95 +200,111 @@ class CheckItem(pytest.Item):
         super().__init__(**kwargs)
         self.case = case
         self.plugin = plugin
+        self.verdict: Verdict | None = None
         self.result: CheckResult | None = None
 
     def setup(self) -> None:
-        if self.case.error:
-            self.result = self.plugin.record(self, "error", self.case.error, {})
-            raise CheckError(self.case.error)
+        self.verdict = self.plugin.verdict(self.case)
+        if self.verdict.status == "error":
+            self.result = self.plugin.record(self, self.verdict)
+            raise CheckError(self.verdict.message)
 
     def runtest(self) -> None:
-        verdict = self.case.spec.evaluate(self.case.subject)
-        self.result = self.plugin.record(self, verdict.status, verdict.message, verdict.observed)
-        if verdict.status == "skipped":
-            pytest.skip(verdict.message)
-        if verdict.status == "failed":
-            raise CheckFailed(verdict.message)
+        self.result = self.plugin.record(self, self.verdict)
+        if self.verdict.status == "skipped":
+            pytest.skip(self.verdict.message)
+        if self.verdict.status == "failed":
+            raise CheckFailed(self.verdict.message)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (CheckFailed, CheckError)):
+            from qa.render.terminal import remediation_line
+            from qa.results import printable
             text = str(excinfo.value)
-            rem = self.result.remediation if self.result else None
+            rem = self.plugin.remediation(self.case)
             if rem is not None:
-                text += "\n" + _remediation_line(rem)
-            return text
+                text += "\n" + remediation_line(rem)
+            # File names and header text reach the terminal: no control sequences.
+            return printable(text, keep="\n")
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
         return self.path, None, self.name
 
 
-def _remediation_line(rem) -> str:
-    if not rem.possible:
-        return f"remediation not possible: {rem.reason}"
-    factors = ", ".join(f"{rootname_of(k)} x{v:.4f}" for k, v in rem.factors.items())
-    after = ", ".join(rem.rejected_after) or "none"
-    gain = f"; median SNR gain {rem.snr_gain.median:.3f}" if rem.snr_gain else ""
-    return f"remediation: scaled to {rem.reference_file} ({factors}); rejected after scaling: {after}{gain}"
-
-
 class CheckFile(pytest.File):
-    """A ``checks/*.toml`` file: one item per check and subject."""
+    """A ``checks/*.toml`` file: one item per check and subject, grouped by program."""
 
     def __init__(self, *, plugin: "QAPlugin", **kwargs) -> None:
         super().__init__(**kwargs)
         self.plugin = plugin
 
     def collect(self):
+        from qa.checks import CheckFileError
+        from qa.results import printable
+
         try:
-            session = self.plugin.session()
+            coll = self.plugin.collection()
         except CheckFileError as exc:
             raise self.CollectError(str(exc)) from exc
-        for spec in (s for s in session.specs if s.source == str(self.path)):
-            for case in self.plugin.cases(spec):
-                name = f"test_{spec.name}[{case.case_id}]"
-                # A string node id is parsed into name and params exactly as pytest parses
-                # the ids it stores for --lf; a bare name would keep the brackets in the name.
-                yield CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
-                                            case=case, plugin=self.plugin)
+        order = {job: i for i, job in enumerate(coll.jobs)}
+        mine = [c for c in coll.cases if c.spec.file == str(self.path)]
+        # A program's cases run one after the other, so its outcome is released after them.
+        for case in sorted(mine, key=lambda c: -1 if c.job is None else order[c.job]):
+            # Ids come from file names and TARGNAME: newlines, escapes and backslashes
+            # (pytest-html decodes ids with unicode_escape) are percent-encoded.
+            name = f"test_{case.spec.name}[{printable(case.case_id)}]"
+            # A string node id is parsed into name and params exactly as pytest parses
+            # the ids it stores for --lf; a bare name would keep the brackets in the name.
+            item = CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
+                                         case=case, plugin=self.plugin)
+            if case.job is not None:
+                item.add_marker(pytest.mark.xdist_group(f"hasp-qa-job{order[case.job]}"))
+            yield item
 
 
 class QAPlugin:
-    """State of one QA run: the session model, collected results, and output writers."""
+    """State of one QA run: the planned collection, the outcome store and what was reported."""
 
     def __init__(self, config: pytest.Config, options: Options) -> None:
+        from qa.pipeline import OutcomeStore
+
         self.config = config
         self.options = options
-        self._session: QASession | None = None
-        self._seen_products: set[tuple[str, str]] = set()
-        self.results: list[CheckResult] = []
+        self.store = OutcomeStore()
+        self._sources: list[Source] | None = None
+        self._collection: Collection | None = None
+        self._sent: set[str] = set()          # pids / jobs whose facts this process reported
+        self.results: list[dict] = []
+        self.products: dict[str, dict] = {}
+        self.input_errors: dict[str, dict[str, str]] = {}
+        self.interrupted = False
+        self.summary: dict | None = None
+        from qa.summary import now
+        self.created = now()
 
-    def session(self) -> QASession:
-        if self._session is None:
-            self._session = QASession(self.options)
-        return self._session
+    # ------------------------------------------------------------ planning
 
-    def cases(self, spec: CheckSpec) -> list[Case]:
-        """The spec's cases; each product's plots go to its first mode-level case.
+    def sources(self) -> list[Source]:
+        """Resolved once per run: from the controller under xdist, here otherwise."""
+        if self._sources is None:
+            from qa.sources import Source, resolve_sources
 
-        A mode case is one per product and, when files were rejected, the failing
-        (expanded) row of the report; exposure cases carry the plots only when no
-        mode check is configured.
-        """
-        session = self.session()
-        cases = session.cases(spec)
-        if spec.subject == "mode" or not any(s.subject == "mode" for s in session.specs):
-            for case in cases:
-                key = (case.source, case.product_key)
-                if case.product_key and key not in self._seen_products:
-                    self._seen_products.add(key)
-                    case.owns_figures = True
-        return cases
+            given = getattr(self.config, "workerinput", {}).get(SOURCES_WORKERINPUT)
+            self._sources = [Source.from_dict(s) for s in json.loads(given)] if given \
+                else resolve_sources(self.options)
+        return self._sources
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput[SOURCES_WORKERINPUT] = json.dumps([s.to_dict() for s in self.sources()])
+
+    def collection(self) -> Collection:
+        if self._collection is None:
+            from qa.pipeline import collect
+
+            self._collection = collect(self.options, self.sources())
+        return self._collection
 
     def pytest_collect_file(self, file_path: Path, parent):
         if file_path.suffix == ".toml" and any(
@@ -196,17 +312,61 @@ class QAPlugin:
             return CheckFile.from_parent(parent, path=file_path, plugin=self)
         return None
 
-    def record(self, item: CheckItem, status: str, message: str, observed: dict) -> CheckResult:
+    # ------------------------------------------------------------ running
+
+    def verdict(self, case: Case) -> Verdict:
+        from qa.pipeline import evaluate
+
+        if case.error or case.job is None:
+            return evaluate(case, None)
+        return evaluate(case, self.store.get(self.collection().jobs[case.job]))
+
+    def _product_outcome(self, case: Case):
+        if case.job is None or case.error:
+            return None
+        outcome = self.store.get(self.collection().jobs[case.job])
+        return outcome.product(case.product_key, case.filters)
+
+    def remediation(self, case: Case) -> dict | None:
+        po = self._product_outcome(case)
+        return asdict(po.remediation) if po is not None and po.remediation else None
+
+    def record(self, item: CheckItem, verdict: Verdict) -> CheckResult:
+        """The case's result, and (once per process) its product's and job's facts, as
+        user properties: the controller, or this process, builds the results JSON from them."""
+        from qa.pipeline import check_result
+
         case = item.case
-        result = CheckResult(check=case.spec.name, kind=case.spec.kind, case_id=case.case_id,
-                             product=case.product_key,
-                             subject=(case.subject.file or case.product_key) if case.subject else case.case_id,
-                             status=status, message=message, params=dict(case.spec.params),
-                             observed=observed,
-                             remediation=case.subject.remediation if case.subject else None,
-                             source=case.source)
-        item.user_properties.append((RESULT_PROPERTY, json.dumps(result.to_dict())))
+        result = check_result(case, verdict)
+        props = item.user_properties
+        props.append((RESULT_PROPERTY, json.dumps(result.to_dict())))
+        coll = self.collection()
+        if "collection" not in self._sent:
+            self._sent.add("collection")
+            props.append((INPUTS_PROPERTY, json.dumps(coll.input_errors)))
+        if case.product and case.product not in self._sent:
+            self._sent.add(case.product)
+            from qa.summary import product_record
+            job = coll.jobs[case.job]
+            outcome = self.store.get(job)
+            rec = product_record(coll.products[case.product], job, coll, self._product_outcome(case),
+                                 outcome.error)
+            if case.owns_figures:
+                rec["figures"] = self._figure_paths(case)
+            props.append((PRODUCT_PROPERTY, json.dumps({case.product: rec})))
+            if outcome.input_errors and case.job not in self._sent:
+                self._sent.add(case.job)
+                props.append((INPUTS_PROPERTY, json.dumps({case.source: outcome.input_errors})))
         return result
+
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Release a program's outcome (arrays are gone already; figures, facts) after its last case."""
+        case = getattr(item, "case", None)
+        if case is None or case.job is None:
+            return
+        following = getattr(nextitem, "case", None)
+        if following is None or following.job != case.job:
+            self.store.release(case.job)
 
     # ------------------------------------------------------------ collecting results
 
@@ -215,69 +375,39 @@ class QAPlugin:
             return
         for name, value in report.user_properties:
             if name == RESULT_PROPERTY and (report.when == "call" or report.outcome == "failed"):
-                self.results.append(CheckResult.from_dict(json.loads(value)))
+                self.results.append(json.loads(value))
+            elif name == PRODUCT_PROPERTY:
+                self.products.update(json.loads(value))
+            elif name == INPUTS_PROPERTY:
+                for label, errors in json.loads(value).items():
+                    self.input_errors.setdefault(label, {}).update(errors)
 
-    def session_dict(self) -> dict:
-        """The results JSON: everything the summaries render."""
-        session = self.session()
-        programs = {}
-        default = session.specs[0].engine_params()
-        for (label, threshold, snrmax), result in session.results.items():
-            source = session.source(label)
-            # A check with its own threshold/snrmax had its own engine run: list it apart.
-            name = label if (threshold, snrmax) == default else \
-                f"{label} (threshold {threshold:g}, snrmax {snrmax:g})"
-            programs.setdefault(name, {
-                "origin": source.origin, "source": str(source.directory),
-                "manifest": source.manifest, "threshold": threshold, "snrmax": snrmax,
-                "engine_result": result.to_dict(arrays=False)})
-        for source in session.sources:
-            if source.error:
-                programs[source.label] = {"origin": source.origin, "source": None,
-                                          "error": source.error, "manifest": None}
-        return {
-            "hasp_qa": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "environment": _environment(self.options.engine),
-            "options": {"engine": self.options.engine, "remediate": self.options.remediate,
-                        "threshold": self.options.threshold, "snrmax": self.options.snrmax,
-                        "checks": [str(p) for p in self.options.checks],
-                        "cache_dir": str(self.options.cache_dir)},
-            "checks": [{"name": s.name, "kind": s.kind, "description": s.description,
-                        "on_fail": s.on_fail, "params": s.params, "source": s.source}
-                       for s in session.specs],
-            "programs": programs,
-            "results": [r.to_dict() for r in self.results],
-        }
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        self.interrupted = True
 
     def results_path(self) -> Path:
-        given = self.config.getoption("qa_results")
-        if given:
-            return Path(given)
-        html = self.config.getoption("htmlpath", None)
-        if html:
-            return Path(html).with_suffix(".json")
-        return Path(self.config.invocation_params.dir) / DEFAULT_RESULTS
+        return results_path(self.config)
 
     # ------------------------------------------------------------ HTML report
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call):
         rep = (yield).get_result()
+        if rep.when == "setup" and rep.failed and call.excinfo is not None and \
+                isinstance(call.excinfo.value, CheckError):
+            # The message, not pytest's traceback of the setup machinery.
+            rep.longrepr = item.repr_failure(call.excinfo)
         result = getattr(item, "result", None)
         if result is None or not self.config.pluginmanager.hasplugin("html") or \
                 not (rep.when == "call" or (rep.when == "setup" and rep.failed)):
             return
+        from qa.render import report
+        po = self._product_outcome(item.case)
+        figures = po.figures if po is not None and item.case.owns_figures else None
+        rem = po.remediation if po is not None else None
         rep.extras = getattr(rep, "extras", []) + report.case_extras(
-            result, self._figures(item.case), self._assets_dir())
-
-    def _figures(self, case: Case) -> dict[str, bytes] | None:
-        if not case.owns_figures or case.subject is None:
-            return None
-        session, product = self.session(), case.subject.product
-        return plots.product_figures(product, session.source(case.source).directory,
-                                     case.subject.remediation,
-                                     session.remediated_product(case.source, product))
+            result, figures, self._assets_dir(), remediation=rem,
+            notes=po.notes if po is not None and item.case.owns_figures else ())
 
     def _assets_dir(self) -> Path | None:
         html = self.config.getoption("htmlpath", None)
@@ -285,38 +415,54 @@ class QAPlugin:
             return None
         return Path(html).parent / "assets"
 
+    def _figure_paths(self, case: Case) -> dict[str, str]:
+        """Where the report writes the case's figures, relative to the report's folder."""
+        assets = self._assets_dir()
+        po = self._product_outcome(case)
+        if assets is None or po is None:
+            return {}
+        from qa.render.report import asset_filename
+        stem = "-".join(filter(None, (case.source, case.product)))
+        return {name: f"{assets.name}/{asset_filename(stem, name)}" for name in po.figures}
+
+    @pytest.hookimpl(optionalhook=True, trylast=True)
+    def pytest_html_results_table_row(self, report, cells) -> None:
+        """Show the test id as text: pytest-html inserts the cell as HTML, ids hold header text."""
+        test_id = report.nodeid + ("" if report.when == "call" else f"::{report.when}")
+        for i, cell in enumerate(cells):
+            if isinstance(cell, str) and cell.startswith('<td class="col-testId">'):
+                cells[i] = f'<td class="col-testId">{escape(test_id)}</td>'
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
-        if getattr(self, "summary", None) is not None:
+        if self.summary is not None:
+            from qa.render import report
             prefix.append(report.summary_html(self.summary))
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(self.config, "workerinput"):
-            return  # xdist workers send their results to the controller
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
+        if hasattr(self.config, "workerinput") or self.config.option.collectonly:
+            return  # workers report to the controller; --collect-only writes nothing
+        from qa.checks import CheckFileError, load_checks
+
         try:
-            self.summary = self.session_dict()
+            specs = load_checks(self.options.checks)
         except CheckFileError:
             return  # already reported as a collection error; there are no results
+        from qa.render import report
+        from qa.summary import document
+        interrupted = self.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED
+        self.summary = document(options=self.options, specs=specs, sources=self.sources(),
+                                input_errors=self.input_errors, products=self.products,
+                                results=self.results, created=self.created,
+                                interrupted=interrupted)
         report.write_results_json(self.results_path(), self.summary)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        summary = getattr(self, "summary", None)
-        if summary is None:
+        if self.summary is None:
             return
         from qa.render.terminal import render_summary
+        from qa.results import printable
         terminalreporter.write_sep("=", "hasp-qa summary")
-        terminalreporter.write_line(render_summary(summary))
+        terminalreporter.write_line(printable(render_summary(self.summary), keep="\n"))
         terminalreporter.write_line(f"results JSON: {self.results_path()}")
-
-
-def _environment(engine: str) -> dict[str, str]:
-    env = {"python": platform.python_version(), "platform": platform.platform(terse=True),
-           "engine": engine}
-    for dist in ("hasp-qa", "hasp", "ullyses", "numpy", "astropy", "astroquery", "matplotlib",
-                 "pytest", "pytest-html"):
-        try:
-            env[dist] = version(dist)
-        except PackageNotFoundError:
-            env[dist] = "not installed"
-    return env
