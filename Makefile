@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[browser,test]'
 	touch $(STAMP)
 
+.PHONY: venv demo test browser bench fuzz
 .PHONY: venv demo test browser bench importtime bench-runs
 venv: $(STAMP)
 
@@ -31,6 +32,11 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(BIN)/python -m qa.bench
 
+# Differential run against the real hasp on fresh random scenarios (one summary line;
+# a mismatch is shrunk into tests/data/differential/). FUZZ_ARGS="--seed 7 --scenarios 50".
+FUZZ_ARGS ?= --scenarios 300
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.differential $(FUZZ_ARGS)
 # What every pytest run in the venv pays for hasp-qa's two pytest11 entry points (microseconds,
 # cumulative; pytest itself is imported first so that it is not counted).
 importtime: $(STAMP)
