@@ -576,6 +576,8 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
                     outcome: JobOutcome) -> None:
     """Remediate and draw ``product`` (or reuse its identical twin's), then drop its arrays."""
     po.product = product
+    # The engine's findings (e.g. a dead SCI extension) once it reports them per product.
+    po.findings = list(getattr(product, "findings", ()))
     if twin is not None and twin.error is None:
         po.remediation = replace(twin.remediation, product=po.key) if twin.remediation else None
         po.figures, po.notes = twin.figures, list(twin.notes)
