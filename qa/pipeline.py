@@ -47,7 +47,6 @@ from qa.results import (
 )
 from qa.sources import Options, Source
 
-ENGINES = ("native", "hasp")
 # Header values of each input that the results JSON carries (primary, then first SCI).
 INPUT_HEADER_KEYS = ("APERTURE", "PROPAPER", "CENWAVE", "TARGNAME", "POSTARG1", "POSTARG2",
                      "EXPTIME", "EXPSTART", "EXPFLAG", "FGSLOCK")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from urllib.parse import quote
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from qa import __version__
 from qa.io.model import Dataset
@@ -97,6 +99,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def fits_text(text: str) -> str:
+    """``text`` as a FITS header value: printable ASCII, the rest percent-encoded (RFC 3986).
+
+    FITS values hold printable ASCII only; a path with non-ASCII characters or a newline
+    would make astropy refuse the whole file. ``urllib.parse.unquote`` gives the text back.
+    """
+    return quote(text, safe="/ !\"#$&'()*+,:;<=>?@[]^_`{|}~-.")
+
+
 def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note: str) -> Path:
     """Write ``ds`` with FLUX and ERROR of each SCI extension scaled; returns the new path."""
     outdir.mkdir(parents=True, exist_ok=True)
@@ -113,12 +124,17 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
     primary = out[0].header
     # Keywords, not HISTORY text, so that provenance survives FITS line wrapping; long
     # values (CONTINUE cards) get no comment because astropy would truncate it.
-    primary["QASRC"] = str(ds.path.resolve())      # the file these data were scaled from
-    primary["QASRCSHA"] = _sha256(ds.path)         # its sha256
-    primary["QAREF"] = note                        # the scaling reference
+    primary["QASRC"] = fits_text(str(ds.path.resolve()))   # the file these data were scaled from
+    primary["QASRCSHA"] = _sha256(ds.path)                 # its sha256
+    primary["QAREF"] = fits_text(note)                     # the scaling reference
     primary["HISTORY"] = f"hasp-qa {__version__} {stamp}: FLUX and ERROR scaled by SCALEFAC"
     out.writeto(dest, overwrite=True)
     return dest
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return " ".join(lines[:4]) if lines else type(exc).__name__
 
 
 def relative_snr(original: Product, remediated: Product) -> tuple[np.ndarray, np.ndarray]:
@@ -179,11 +195,22 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
     rem.possible, rem.scaled_to, rem.factors = True, scaled_to, factors
     note = f"{scaled_to} (rule {rule})"
     for ds in datasets:
-        write_scaled_copy(ds, factors, outdir, note)
+        try:
+            write_scaled_copy(ds, factors, outdir, note)
+        except (VerifyError, ValueError, OSError) as exc:
+            # e.g. a header card with control characters: astropy reads it, refuses to write it.
+            rem.possible, rem.reason = False, (f"cannot write a scaled copy of {ds.name} "
+                                               f"({type(exc).__name__}: {_first_line(exc)})")
+            return rem, None
     rem.scaled_dir = str(outdir)
     rerun = run_engine(outdir, threshold=product.threshold, snrmax=product.snrmax)
     # The re-run also makes other levels from these files; keep the matching product.
-    fixed = next(p for p in rerun.products if p.key == product.key)
+    fixed = next((p for p in rerun.products if p.key == product.key), None)
+    if fixed is None:
+        problems = "; ".join(f"{k}: {v}" for k, v in rerun.input_errors.items()) or "none"
+        rem.possible, rem.reason = False, (f"the scaled copies made no product {product.key} "
+                                           f"(input errors: {problems})")
+        return rem, None
     rem.kept_after, rem.rejected_after = fixed.kept, [r.file for r in fixed.rejected]
     rem.snr_gain = snr_gain(product, fixed)
     if rem.snr_gain is None:
