@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,8 +100,13 @@ def test_select_with_k_and_junit(data_dir, tmp_path):
 
 
 def test_xdist_computes_once_and_merges_results(data_dir, tmp_path):
-    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "-n", "2")
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "-n", "2", "-v")
     assert code == 1, out
+    # Each program's cases ran on one worker.
+    ran = {m.group(2): set() for m in re.finditer(r"^\[(gw\d)\] .*@(hasp-qa-job\d+)", out, re.M)}
+    for m in re.finditer(r"^\[(gw\d)\] .*@(hasp-qa-job\d+)", out, re.M):
+        ran[m.group(2)].add(m.group(1))
+    assert len(ran) == 2 and all(len(workers) == 1 for workers in ran.values()), ran
     assert {k for k, v in outcomes(data).items() if v == "failed"} == EXPECTED_FAILED
     assert len(data["results"]) == (3 + 3 + 1 + 1) + 4 + 4  # exposures per product, 2 mode checks
     # One job per program, computed once for both workers; the program product of 8016
