@@ -36,6 +36,8 @@ from qa.io.reader import find_spectra
 from qa.results import printable
 from qa.synth import write_demo_program
 
+from .test_report import browser, open_report  # noqa: F401 - the Chromium fixture and page loader
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = "o5jy03010_x1d.fits"      # demo 8435, E140M visit 03, the brightest exposure
 XSS_TARGET = '<img src=x onerror="window.__pwned=1">'
@@ -555,3 +557,39 @@ def test_stalled_program_errors_within_its_deadline(archive, tmp_path, mast_serv
     good = {k: v for k, v in statuses(data).items() if k[0] == "8435"}
     assert good == {k: v for k, v in statuses(runs.clean).items() if k[0] == "8435"}
     assert elapsed < 120, f"the run waited {elapsed:.0f} s for a stalled archive"
+
+
+# ---------------------------------------------------------------- script in the report
+
+def _xss_source(d: Path) -> Path:
+    """Demo 8435 whose failing visit has an HTML TARGNAME, plus a file named with a script."""
+    write_demo_program("8435", d)
+    for f in d.glob("o5jy03*_x1d.fits"):
+        with fits.open(f, mode="update") as hdul:
+            hdul[0].header["TARGNAME"] = XSS_TARGET
+    shutil.copyfile(d / "o5jy04020_x1d.fits", d / XSS_FILE)
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("self_contained", [True, False], ids=["self-contained", "assets"])
+def test_no_script_from_a_file_runs_in_the_report(self_contained, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    data = _xss_source(tmp_path / "8435")
+    html = tmp_path / "out" / "report.html"
+    code, out, results = run_qa(tmp_path, f"--data-dir={data}", f"--html={html}",
+                                *(["--self-contained-html"] if self_contained else []))
+    assert code == 1 and results, out
+    ids = {r["case_id"] for r in results["results"]}
+    assert any(XSS_TARGET in i for i in ids) and any(XSS_FILE.split("_")[0] in i for i in ids)
+    open_report(browser, html)
+    assert browser.execute_script("return typeof window.__pwned") == "undefined"
+    injected = browser.execute_script(
+        "return Array.from(document.querySelectorAll('img, svg, script'))"
+        ".filter(e => e.outerHTML.includes('__pwned')).length")
+    assert injected == 0
+    # The same text is on the page as text: in the test ids and in the summary.
+    shown = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "td.col-testId")]
+    assert any(XSS_TARGET in t for t in shown) and any("<script>window.__pwned=2" in t for t in shown)
+    assert XSS_TARGET in browser.find_element(By.CSS_SELECTOR, ".hqa-summary").text
