@@ -50,22 +50,22 @@ def exposure_medians(datasets: list[Dataset]) -> dict[str, float]:
 
 
 def scale_factors(medians: dict[str, float], rule: str = "brightest") -> tuple[str, dict[str, float]]:
-    """Factors that bring every exposure to the reference median.
+    """Factors that bring every exposure to the median flux the reference rule picks.
 
     Parameters
     ----------
     medians : dict
         Exposure name -> good-pixel median flux.
     rule : {"brightest", "median", "first"}
-        The reference: the brightest exposure (as the tutorial does), the median
-        of the medians, or the first exposure.
+        The reference rule: scale to the brightest exposure (as the tutorial does),
+        to the median of the medians, or to the first exposure.
 
     Returns
     -------
-    reference : str
-        The reference exposure's name ("median of medians" for that rule).
+    scaled_to : str
+        The exposure scaled to ("median of medians" for that rule).
     factors : dict
-        Exposure name -> factor (reference median / own median).
+        Exposure name -> factor (target median / own median).
 
     Raises
     ------
@@ -81,14 +81,14 @@ def scale_factors(medians: dict[str, float], rule: str = "brightest") -> tuple[s
         listing = ", ".join(f"{k} (median {v:.3g})" for k, v in bad.items())
         raise NotPossible(f"median flux is not positive for {listing}")
     if rule == "brightest":
-        reference = max(medians, key=medians.get)
-        ref = medians[reference]
+        scaled_to = max(medians, key=medians.get)
+        target = medians[scaled_to]
     elif rule == "first":
-        reference = next(iter(medians))
-        ref = medians[reference]
+        scaled_to = next(iter(medians))
+        target = medians[scaled_to]
     else:
-        reference, ref = "median of medians", float(np.median(list(medians.values())))
-    return reference, {k: ref / v for k, v in medians.items()}
+        scaled_to, target = "median of medians", float(np.median(list(medians.values())))
+    return scaled_to, {k: target / v for k, v in medians.items()}
 
 
 def _sha256(path: Path) -> str:
@@ -174,7 +174,9 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
     outdir : Path
         A new directory for the scaled copies.
     run_engine : callable
-        ``qa.engine.native.run`` or ``qa.engine.reference.run``.
+        ``run(directory, threshold=, snrmax=) -> EngineResult`` making at least this
+        product from the copies: ``qa.engine.native.run``, ``qa.engine.reference.run``,
+        or one that co-adds only this product (``qa.pipeline``).
     rule : str
         Reference rule, see :func:`scale_factors`.
 
@@ -186,12 +188,12 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
     rem = Remediation(product=product.key, possible=False, reason="", reference_rule=rule)
     rem.medians = exposure_medians(datasets)
     try:
-        reference, factors = scale_factors(rem.medians, rule)
+        scaled_to, factors = scale_factors(rem.medians, rule)
     except NotPossible as exc:
         rem.reason = str(exc)
         return rem, None
-    rem.possible, rem.scaled_to, rem.factors = True, reference, factors
-    note = f"{reference} (rule {rule})"
+    rem.possible, rem.scaled_to, rem.factors = True, scaled_to, factors
+    note = f"{scaled_to} (rule {rule})"
     for ds in datasets:
         try:
             write_scaled_copy(ds, factors, outdir, note)

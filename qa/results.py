@@ -99,6 +99,8 @@ class Product:
     rejected: list[Rejection] = field(default_factory=list)
     iterations: int = 1
     row_stats: list[RowStat] = field(default_factory=list)
+    # Problems worth a user's attention that do not stop HASP, e.g. a dead SCI extension.
+    findings: list[str] = field(default_factory=list)
     wavelength: np.ndarray | None = None
     flux: np.ndarray | None = None
     error: np.ndarray | None = None

@@ -37,10 +37,6 @@ class Options:
     archive_timeout: float = 60.0          # seconds per archive request
     archive_deadline: float | None = None  # seconds per program, all requests and retries
 
-    @property
-    def active(self) -> bool:
-        return bool(self.programs or self.data_dirs or self.demo)
-
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v]
                     if isinstance(v, list) else v) for k, v in asdict(self).items()}

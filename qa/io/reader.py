@@ -7,6 +7,7 @@ on with the other files.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import stat
 import warnings
@@ -42,14 +43,19 @@ TEXT_KEYS = ("TELESCOP", "INSTRUME", "DETECTOR", "OPT_ELEM", "TARGNAME", "ROOTNA
 
 
 def find_spectra(directory: str | Path) -> list[Path]:
-    """Return the ``*_x1d.fits`` and ``*_sx1.fits`` files of a directory, sorted as HASP sorts them.
+    """Return the ``*_x1d.fits`` and ``*_sx1.fits`` files of a directory, as HASP finds them.
+
+    HASP uses ``glob.glob``, which skips dot-files (a macOS ``._o4vt08010_x1d.fits``
+    is not an input); ``Path.glob`` does not. ``root_dir`` keeps glob characters in
+    the directory's own name literal. Sorted by path, as HASP sorts them.
 
     Gzip-compressed ``*.fits.gz`` files count too (HASP itself globs only plain
     files); where both ``X.fits`` and ``X.fits.gz`` exist, only ``X.fits`` is taken,
     so one exposure is never co-added twice.
     """
     directory = Path(directory)
-    found = {p for pattern in SPECTRUM_PATTERNS for p in directory.glob(pattern)}
+    found = {directory / name for pattern in SPECTRUM_PATTERNS
+             for name in glob.glob(pattern, root_dir=directory)}
     return sorted((p for p in found if not (p.suffix == ".gz" and p.with_suffix("") in found)), key=str)
 
 
@@ -258,18 +264,18 @@ def good_pixel_mask(exposure: Exposure, instrument: str, detector: str) -> np.nd
 def validate_dataset(dataset: Dataset) -> None:
     """Refuse values that make HASP's arithmetic meaningless.
 
+    A fully flagged SCI extension is not refused: HASP co-adds the file's other
+    extensions (``qa.engine.native.dead_extensions`` reports it as a finding).
+
     Raises
     ------
     InputError
-        A SCI extension has no good pixel at all, or NaN/infinite FLUX, ERROR,
-        NET or WAVELENGTH values in good pixels.
+        NaN/infinite FLUX, ERROR, NET or WAVELENGTH values in good pixels.
     """
     for exp in dataset.exposures:
         good = good_pixel_mask(exp, dataset.instrument, dataset.detector)
         where = f"SCI extension {exp.extver}"
-        if not good.any():
-            raise InputError(dataset.path, f"{where}: every pixel of every row is flagged by DQ")
-        if not exp.flux[good].any():
+        if good.any() and not exp.flux[good].any():
             # HASP weights by EXPTIME * NET / FLUX: zero flux makes every weight of the
             # exposure infinite or NaN, and the archive code then fails on the whole product.
             raise InputError(dataset.path, f"{where}: FLUX is zero in every good pixel (HASP's "

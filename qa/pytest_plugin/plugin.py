@@ -11,6 +11,11 @@ Under pytest-xdist the controller resolves the sources (archive queries, demo
 data) once and hands them to the workers; each program's cases go to one worker
 (``--dist loadgroup``); the controller writes the results JSON from what the
 workers reported.
+
+pytest imports this module in every run of an environment where hasp-qa is
+installed, so it imports only the standard library and pytest at the top; the
+pipeline, astropy, matplotlib and pytest-html are imported where a QA run uses
+them (``make importtime``; figures in the README's developer notes).
 """
 from __future__ import annotations
 
@@ -20,13 +25,17 @@ import os
 from dataclasses import asdict
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from qa.checks import CheckFileError, Verdict, load_checks, param_problem
-from qa.pipeline import ENGINES, Case, Collection, OutcomeStore, check_result, collect, evaluate
-from qa.results import CheckResult, printable
-from qa.sources import Options, Source, resolve_sources
+from qa.engine import ENGINES
+
+if TYPE_CHECKING:
+    from qa.checks import Verdict
+    from qa.pipeline import Case, Collection
+    from qa.results import CheckResult
+    from qa.sources import Options, Source
 
 RESULT_PROPERTY = "hasp_qa_result"
 PRODUCT_PROPERTY = "hasp_qa_product"
@@ -78,6 +87,8 @@ def _default_checks(config: pytest.Config) -> list[Path]:
 
 
 def _options(config: pytest.Config) -> Options:
+    from qa.sources import Options
+
     checks = [Path(p) for p in config.getoption("checks")] or _default_checks(config)
     return Options(
         programs=[p.strip() for arg in config.getoption("program") for p in arg.split(",") if p.strip()],
@@ -93,9 +104,10 @@ def _options(config: pytest.Config) -> Options:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    options = _options(config)
-    if not options.active:
+    # Decided on the raw options, so that a run without them imports nothing more.
+    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")):
         return
+    options = _options(config)
     if not hasattr(config, "workerinput"):
         _prepare_outputs(config, options)
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -132,6 +144,8 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
         A --checks path that is missing or holds no check file, a --cache-dir or
         results JSON location that cannot be written, or a nonsense --threshold/--snrmax.
     """
+    from qa.checks import param_problem
+
     results = results_path(config)
     _writable_dir(results.parent, "--qa-results")
     try:
@@ -205,6 +219,7 @@ class CheckItem(pytest.Item):
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (CheckFailed, CheckError)):
             from qa.render.terminal import remediation_line
+            from qa.results import printable
             text = str(excinfo.value)
             rem = self.plugin.remediation(self.case)
             if rem is not None:
@@ -225,6 +240,9 @@ class CheckFile(pytest.File):
         self.plugin = plugin
 
     def collect(self):
+        from qa.checks import CheckFileError
+        from qa.results import printable
+
         try:
             coll = self.plugin.collection()
         except CheckFileError as exc:
@@ -249,6 +267,8 @@ class QAPlugin:
     """State of one QA run: the planned collection, the outcome store and what was reported."""
 
     def __init__(self, config: pytest.Config, options: Options) -> None:
+        from qa.pipeline import OutcomeStore
+
         self.config = config
         self.options = options
         self.store = OutcomeStore()
@@ -268,6 +288,8 @@ class QAPlugin:
     def sources(self) -> list[Source]:
         """Resolved once per run: from the controller under xdist, here otherwise."""
         if self._sources is None:
+            from qa.sources import Source, resolve_sources
+
             given = getattr(self.config, "workerinput", {}).get(SOURCES_WORKERINPUT)
             self._sources = [Source.from_dict(s) for s in json.loads(given)] if given \
                 else resolve_sources(self.options)
@@ -279,6 +301,8 @@ class QAPlugin:
 
     def collection(self) -> Collection:
         if self._collection is None:
+            from qa.pipeline import collect
+
             self._collection = collect(self.options, self.sources())
         return self._collection
 
@@ -291,6 +315,8 @@ class QAPlugin:
     # ------------------------------------------------------------ running
 
     def verdict(self, case: Case) -> Verdict:
+        from qa.pipeline import evaluate
+
         if case.error or case.job is None:
             return evaluate(case, None)
         return evaluate(case, self.store.get(self.collection().jobs[case.job]))
@@ -308,6 +334,8 @@ class QAPlugin:
     def record(self, item: CheckItem, verdict: Verdict) -> CheckResult:
         """The case's result, and (once per process) its product's and job's facts, as
         user properties: the controller, or this process, builds the results JSON from them."""
+        from qa.pipeline import check_result
+
         case = item.case
         result = check_result(case, verdict)
         props = item.user_properties
@@ -415,6 +443,8 @@ class QAPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         if hasattr(self.config, "workerinput") or self.config.option.collectonly:
             return  # workers report to the controller; --collect-only writes nothing
+        from qa.checks import CheckFileError, load_checks
+
         try:
             specs = load_checks(self.options.checks)
         except CheckFileError:
@@ -432,6 +462,7 @@ class QAPlugin:
         if self.summary is None:
             return
         from qa.render.terminal import render_summary
+        from qa.results import printable
         terminalreporter.write_sep("=", "hasp-qa summary")
         terminalreporter.write_line(printable(render_summary(self.summary), keep="\n"))
         terminalreporter.write_line(f"results JSON: {self.results_path()}")
