@@ -367,8 +367,12 @@ def coadd_consistency(subject: Subject, params: dict[str, Any]) -> Verdict:
     bad = {k: v for k, v in kept.items() if not (np.isfinite(v) and v > 0)}
     if bad:
         listing = ", ".join(f"{k} ({v:.3g})" for k, v in bad.items())
+        others = [v for k, v in kept.items() if k not in bad]
+        range_text = (f" (the other kept exposures' medians: {min(others):.3g}..{max(others):.3g})"
+                      if others else "")
         return Verdict("failed", f"{product.key}: kept exposure(s) with a median flux that is not "
-                                 f"positive: {listing}; the co-add median is {co:.3g}", observed)
+                                 f"positive: {listing}; the co-add median is {co:.3g}{range_text}",
+                       observed)
     low, high = min(kept.values()), max(kept.values())
     observed.update(low=low, high=high)
     tol = params["tolerance"]

@@ -102,7 +102,7 @@ def test_xdist_computes_once_and_merges_results(data_dir, tmp_path):
     code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "-n", "2")
     assert code == 1, out
     assert {k for k, v in outcomes(data).items() if v == "failed"} == EXPECTED_FAILED
-    assert len(data["results"]) == (3 + 3 + 1 + 1) + 4 + 4  # exposures per product, 2 mode checks
+    assert len(data["results"]) == (3 + 3 + 1 + 1) + 4 * 3  # exposures per product, 3 mode checks
     # One job per program, computed once for both workers; the program product of 8016
     # has the same inputs as its only visit, so they share one co-add and one remediation.
     entries = [json.loads(p.read_text())["outcome"]
