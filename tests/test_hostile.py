@@ -113,10 +113,6 @@ def _nan_flux(data):
     data["FLUX"][3] = np.nan
 
 
-def _all_flagged(data):
-    data["DQ"] = 4
-
-
 def _drop_flux(d: Path, name: str) -> None:
     with fits.open(d / TEMPLATE, memmap=False) as hdul:
         table = hdul[1]
@@ -166,8 +162,6 @@ FILE_CASES = [
              "FLUX is zero in every good pixel"),
     FileCase("flux-nan", lambda d, n: modified_copy(d, n, arrays=_nan_flux),
              "NaN/infinite FLUX value(s) in good pixels"),
-    FileCase("every-pixel-flagged", lambda d, n: modified_copy(d, n, arrays=_all_flagged),
-             "every pixel of every row is flagged by DQ"),
     FileCase("unknown-instrument", lambda d, n: modified_copy(d, n, primary={"INSTRUME": "WFC3"}),
              "unknown instrument INSTRUME = 'WFC3'"),
     FileCase("no-flux-column", _drop_flux, "lacks column(s) FLUX"),

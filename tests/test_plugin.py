@@ -193,7 +193,7 @@ def test_same_product_from_two_sources(real_dir, tmp_path):
     assert code == 0, out
     assert set(data["sources"]) == {"data", "data-data-dir2"}
     ids = [(r["check"], r["case_id"]) for r in data["results"]]
-    assert len(ids) == len(set(ids)) == 2 * (2 + 2 + 2)
+    assert len(ids) == len(set(ids)) == 2 * (2 + 2 + 2 + 2)
     assert ("rejection", "data-data-dir2:7096-BD+28D4211-STIS/E230M-visit02") in ids
 
 
