@@ -136,6 +136,23 @@ def _huge_naxis2(d: Path, name: str) -> None:
                  start=2880)
 
 
+def _gzip_bomb(d: Path, name: str) -> None:
+    """Valid x1d headers whose table claims 160 MiB of zeros: 160 kB of gzip."""
+    from qa.io import fitsio
+    raw = (d / TEMPLATE).read_bytes()
+    _, hdus = fitsio.read_hdus(d / TEMPLATE)
+    head = bytearray(raw[:hdus[1].data_offset])
+    rows = (160 << 20) // int(hdus[1].header["NAXIS1"])
+    at = head.index(b"NAXIS2  =", fitsio.BLOCK)
+    head[at:at + 30] = f"NAXIS2  = {rows:>20}".encode()
+    left = -(-rows * int(hdus[1].header["NAXIS1"]) // fitsio.BLOCK) * fitsio.BLOCK
+    zeros = bytes(1 << 20)
+    with gzip.open(d / name, "wb", compresslevel=1) as out:
+        out.write(bytes(head))
+        while left:
+            left -= out.write(zeros[:left])
+
+
 def _read_fails(d: Path, name: str) -> None:
     # Tests run as root, so chmod 000 cannot make a file unreadable. /proc/self/mem is
     # a regular file whose read(2) from offset 0 fails with EIO in every process.
@@ -149,6 +166,7 @@ class FileCase:
     id: str
     make: Callable[[Path, str], None]
     expect: str
+    suffix: str = ""     # after the usual name, e.g. ".gz"
 
 
 FILE_CASES = [
@@ -178,6 +196,7 @@ FILE_CASES = [
              "truncated FITS file"),
     FileCase("gzip-body", _gzip_body, "not a FITS file"),
     FileCase("huge-naxis2", _huge_naxis2, "truncated FITS file: HDU 1 needs"),
+    FileCase("gzip-bomb", _gzip_bomb, "gzip data expand to more than 128 MiB", suffix=".gz"),
 ]
 
 
@@ -281,7 +300,7 @@ def _make_runs(base: Path) -> Runs:
     mixed = base / "mixed" / "8435"
     shutil.copytree(clean_dir, mixed)
     for i, case in enumerate(FILE_CASES):
-        case.make(mixed, file_name(i))
+        case.make(mixed, file_name(i) + case.suffix)
     sources = {}
     for case in SOURCE_CASES:
         (base / case.id).mkdir()
@@ -315,15 +334,16 @@ def test_good_data_keeps_its_verdicts(runs):
 def test_hostile_file(runs, index, case):
     # A file unusable from its headers has one case; one whose data are unusable errors
     # in every product it was planned into. Either way: its cases, and no other file's.
-    root = file_name(index).split("_")[0]
+    name = file_name(index) + case.suffix
+    root = name.split("_")[0]
     mine = [r for r in runs.hostile["results"] if r["source"] == "8435"
             and r["check"] == "flux_variance" and r["case_id"].endswith(f"-{root}")]
     assert mine and {r["status"] for r in mine} == {"error"}, mine
     for r in mine:
-        assert r["message"].startswith(f"{file_name(index)}: ") and case.expect in r["message"], r
-    assert case.expect in runs.hostile["sources"]["8435"]["input_errors"][file_name(index)]
+        assert r["message"].startswith(f"{name}: ") and case.expect in r["message"], r
+    assert case.expect in runs.hostile["sources"]["8435"]["input_errors"][name]
     # The terminal shows the message itself, not pytest's traceback.
-    assert f"{file_name(index)}: " in runs.out
+    assert f"{name}: " in runs.out
 
 
 @pytest.mark.parametrize("case", [c for c in SOURCE_CASES if c.expect], ids=lambda c: c.id)
