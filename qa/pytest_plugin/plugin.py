@@ -177,17 +177,13 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
 
 
 def _writable_dir(directory: Path, option: str) -> None:
-    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise pytest.UsageError(f"{option} {directory}: {blocker} is a file, not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".hasp-qa-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise pytest.UsageError(f"{option} {directory}: not a writable directory "
-                                f"({exc.strerror or exc})") from None
+    """Refuse a directory that cannot be created or written; create nothing (--collect-only)."""
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise pytest.UsageError(f"{option} {directory}: {existing} is a file, not a directory")
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option} {directory}: not writable ({existing} does not let "
+                                "this user create files)")
 
 
 class CheckFailed(Exception):
