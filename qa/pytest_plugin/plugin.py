@@ -19,10 +19,13 @@ import pytest
 
 from qa import __version__
 from qa.checks import CheckFileError, CheckSpec
+from qa.pytest_plugin import nightly
 from qa.pytest_plugin.session import ENGINES, Case, Options, QASession
 from qa.render import plots, report
 from qa.results import CheckResult, rootname_of
 
+# Nightly discovery and the run history live in their own module (own options and hooks).
+pytest_plugins = ("qa.pytest_plugin.nightly",)
 RESULT_PROPERTY = "hasp_qa_result"
 DEFAULT_RESULTS = "reports/hasp-qa-results.json"
 
@@ -77,12 +80,13 @@ def _options(config: pytest.Config) -> Options:
 
 def pytest_configure(config: pytest.Config) -> None:
     options = _options(config)
-    if not options.active:
+    if not options.active and not nightly.active(config):  # an empty night is a QA run too
         return
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # A QA run without paths collects the check files, not the unit tests.
         config.args = [str(p) for p in options.checks]
     config.pluginmanager.register(QAPlugin(config, options), "hasp-qa-run")
+    nightly.register_recorder(config)
 
 
 class CheckFailed(Exception):
