@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[browser]'
 	touch $(STAMP)
 
-.PHONY: venv demo test browser bench
+.PHONY: venv demo test browser postgres bench
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -19,13 +19,19 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# PostgreSQL server binaries (initdb, pg_ctl) from Debian, for the history-store tests,
+# which start their own server on 127.0.0.1.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
 # Exit status 1 means checks failed, which the demo is built to show; worse codes propagate.
 demo: $(STAMP)
 	@$(BIN)/pytest --demo --html=reports/demo.html --self-contained-html; code=$$?; \
 	  if [ $$code -le 1 ]; then echo "demo done: open reports/demo.html (failures above are the demo's findings)"; exit 0; fi; \
 	  exit $$code
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/pytest tests -n 2
 
 bench: $(STAMP)

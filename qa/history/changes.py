@@ -69,6 +69,10 @@ def _version_changes(before: dict[str, str], after: dict[str, str]) -> str:
                      if before.get(k) != after.get(k))
 
 
+def _number(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}"
+
+
 def _classify(check: CheckRecord, old: CheckRecord | None, inputs: str, versions: str
               ) -> tuple[str, str, bool]:
     """(kind, detail, alert) for one check subject of a product seen before."""
@@ -84,7 +88,7 @@ def _classify(check: CheckRecord, old: CheckRecord | None, inputs: str, versions
         return "verdict changed", f"{verdict} with the same inputs; {versions}", True
     if now_failing and not was_failing:
         why = "" if old.threshold == check.threshold else \
-            f" (threshold {old.threshold} -> {check.threshold})"
+            f" (threshold {_number(old.threshold)} -> {_number(check.threshold)})"
         return "new failure", f"{verdict} with the same inputs and versions{why}", True
     if was_failing and not now_failing:
         return "fixed", verdict, False
