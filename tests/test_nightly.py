@@ -21,6 +21,7 @@ from qa.history.store import HistoryStore
 
 from .conftest import derive_copy
 from .postgres import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from .test_report import browser  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 VISIT = "8016-G191B2B-STIS/E140M-visit03"
@@ -128,10 +129,65 @@ def three_nights(archive: MastServer, real_dir: Path, tmp_path: Path, history: s
         store.close()
 
 
-def test_three_nights_sqlite(archive: MastServer, real_dir: Path, tmp_path: Path) -> None:
+def trend_site(tmp_path: Path, history: str) -> Path:
+    """``hasp-qa history --html``: the listing, and the site's files."""
+    site = tmp_path / "site"
+    proc = subprocess.run([str(Path(sys.executable).parent / "hasp-qa"), "history",
+                           f"--history={history}", "-n", "5", f"--html={site}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "3 most recent run(s)" in lines[0]
+    assert "complete" in lines[2] and "8016 (re-archived), 14833 (new)" in lines[3]
+    pages = sorted(p.name for p in site.glob("*.html"))
+    assert pages == ["index.html", "program-14833.html", "program-7096.html",
+                     "program-8016.html"]
+    assert len(list((site / "figures").glob("*.png"))) == 4
+    for page in pages:
+        assert "data:" not in (site / page).read_text()
+    return site
+
+
+def test_three_nights_sqlite(archive: MastServer, real_dir: Path, tmp_path: Path,
+                             browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     three_nights(archive, real_dir, tmp_path, str(tmp_path / "history.sqlite"))
+    site = trend_site(tmp_path, str(tmp_path / "history.sqlite"))
+
+    def load(page: Path) -> list[int]:
+        browser.get(page.as_uri())
+        WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+            "return document.readyState === 'complete' && "
+            "Array.from(document.images).every(i => i.complete)"))
+        return browser.execute_script(
+            "return Array.from(document.images).map(i => i.naturalWidth)")
+
+    assert load(site / "index.html") == [900]  # decoded, at the report's figure width
+    rows = browser.find_elements(By.CSS_SELECTOR, "#runs tr[data-run]")
+    assert [r.get_attribute("data-run") for r in rows] == ["3", "2", "1"]
+    assert "input set changed" in rows[1].text and "14833" in rows[1].text
+    link = rows[1].find_element(By.LINK_TEXT, "report")
+    link.click()
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete'"))
+    assert browser.current_url.split("?")[0] == (tmp_path / "night2" / "report.html").as_uri()
+    assert "re-archived o5jy03030_x1d.fits" in browser.find_element(By.ID, "hqa-changes").text
+
+    assert load(site / "program-8016.html") == [900]
+    changed = browser.find_elements(
+        By.CSS_SELECTOR, '#changes tr[data-run="2"][data-kind="input set changed"]')
+    texts = [c.text for c in changed if c.is_displayed()]
+    assert f"{VISIT} rejection passed failed re-archived o5jy03030_x1d.fits (sha256 changed)" \
+        in "\n".join(texts)
+    verdicts = browser.find_element(By.ID, "verdicts").text
+    assert f"rejection {VISIT} passed failed" in verdicts  # run 1, run 2
+    assert browser.get_log("browser") == []
 
 
 def test_three_nights_postgresql(archive: MastServer, real_dir: Path, tmp_path: Path,
                                  postgres_url: str) -> None:
     three_nights(archive, real_dir, tmp_path, postgres_url)
+    site = trend_site(tmp_path, postgres_url)
+    assert "input set changed" in (site / "program-8016.html").read_text()

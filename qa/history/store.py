@@ -133,6 +133,15 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
+def display_name(target: str) -> str:
+    """The store's address without a password (it goes into reports)."""
+    if "://" in target and "@" in target:
+        scheme, rest = target.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        return f"{scheme}://{credentials.split(':')[0]}@{host}"
+    return target
+
+
 def engine_for(target: str | Path) -> Engine:
     """An engine for a SQLite path / URL or a PostgreSQL URL."""
     target = str(target)

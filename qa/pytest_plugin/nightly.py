@@ -242,8 +242,9 @@ class NightlyPlugin:
     def history_dict(self) -> dict[str, Any]:
         """What the summaries show: the run, the night, and the changes."""
         from qa.history.changes import tally
+        from qa.history.store import display_name
         return {
-            "run": self.run_id, "store": _redacted(history_target(self.config)),
+            "run": self.run_id, "store": display_name(history_target(self.config)),
             "previous_runs": self.previous_runs,
             "window": self.night.window.to_dict() if self.night.window else None,
             "programs": [{"program": p.program, "reason": p.reason, "text": p.describe()}
@@ -276,11 +277,3 @@ class NightlyPlugin:
             self.store.close()
             self.store = None
 
-
-def _redacted(target: str) -> str:
-    """The store's address without a password (it goes into reports)."""
-    if "://" in target and "@" in target:
-        scheme, rest = target.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        return f"{scheme}://{credentials.split(':')[0]}@{host}"
-    return target
