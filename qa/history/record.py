@@ -1,19 +1,13 @@
-"""What the history keeps of one run, read from the run's results JSON.
+"""What the history keeps of one run, read from the run's results JSON (schema 2).
 
-The results JSON (schema 2, ``qa.results`` / plugin) is the single source: products
-keyed by pid with their inputs (file, sha256), kept and rejected files and remediation,
-and check results that refer to their product by pid. Results from before schema 2
-(products under ``programs.<label>.engine_result``, remediation on each result) are
-read too, with the inputs' checksums taken from the source's manifest or files.
+The results JSON is the single source: products keyed by pid with their inputs
+(file, sha256), kept and rejected files and remediation, and check results that
+refer to their product by pid.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
-
-from qa.results import product_key
 
 FAILING = ("failed", "error")
 
@@ -79,24 +73,6 @@ def _remediation(rem: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def products_of(summary: dict[str, Any]) -> dict[str, ProductRecord]:
     """The run's products by pid, each with its check verdicts."""
-    if summary.get("schema", 1) >= 2:
-        products = _products_v2(summary)
-    else:
-        products = _products_v1(summary)
-    for result in summary.get("results", []):
-        pid = result.get("product") or ""
-        if pid not in products:
-            # A case without product (an unusable source or file): keep it under its source.
-            pid = pid or f"{result.get('source') or '?'}:inputs"
-            products[pid] = ProductRecord(pid=pid, source=str(result.get("source") or ""),
-                                          program=str(result.get("source") or ""))
-        products[pid].checks.append(_check(result))
-        if products[pid].remediation is None and result.get("remediation"):
-            products[pid].remediation = _remediation(result["remediation"])
-    return products
-
-
-def _products_v2(summary: dict[str, Any]) -> dict[str, ProductRecord]:
     out = {}
     for pid, p in summary.get("products", {}).items():
         out[pid] = ProductRecord(
@@ -106,38 +82,12 @@ def _products_v2(summary: dict[str, Any]) -> dict[str, ProductRecord]:
             inputs={i["file"]: i.get("sha256") for i in p.get("inputs", [])},
             kept=list(p.get("kept", [])), rejected=[r["file"] for r in p.get("rejected", [])],
             remediation=_remediation(p.get("remediation")), error=p.get("error"))
-    return out
-
-
-def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _products_v1(summary: dict[str, Any]) -> dict[str, ProductRecord]:
-    out: dict[str, ProductRecord] = {}
-    for label, prog in summary.get("programs", {}).items():
-        engine = prog.get("engine_result")
-        if not engine:
-            continue
-        manifest = {m["filename"]: m.get("sha256")
-                    for m in (prog.get("manifest") or {}).get("products", [])}
-        directory = Path(prog["source"]) if prog.get("source") else None
-        for p in engine["products"]:
-            pid = product_key(p["program"], p["target"], f"{p['instrument']}/{p['grating']}",
-                              p["level"], p["visit"])
-            if pid in out:
-                continue  # the same product at another check threshold: one record
-            inputs = {f: manifest.get(f) or (_sha256(directory / f) if directory else None)
-                      for f in p["inputs"]}
-            out[pid] = ProductRecord(pid=pid, source=label.split(" (")[0],
-                                     program=str(p["program"]), level=p["level"],
-                                     mode=f"{p['instrument']}/{p['grating']}", inputs=inputs,
-                                     kept=list(p["kept"]),
-                                     rejected=[r["file"] for r in p["rejected"]])
+    for result in summary.get("results", []):
+        pid = result.get("product") or ""
+        if pid not in out:
+            # A case without product (an unusable source or file): keep it under its source.
+            source = str(result.get("source") or "")
+            pid = pid or f"{source or '?'}:inputs"
+            out.setdefault(pid, ProductRecord(pid=pid, source=source, program=source))
+        out[pid].checks.append(_check(result))
     return out
