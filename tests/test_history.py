@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 
-from qa.archive.mast_server import MastServer
+from qa.archive.mast_server import INVOKE_PATH, MastServer
 from qa.history.changes import classify, tally
 from qa.history.record import CheckRecord, ProductRecord
 from qa.history.store import (
@@ -173,19 +174,24 @@ def test_sigkilled_run_is_incomplete_and_the_next_run_completes(
     root = tmp_path / "archive"
     shutil.copytree(data_dir, root / "8016")
     server: MastServer = mast_server(root, download_delay=30)
-    killed = _qa(tmp_path, "--program=8016", f"--mast-url={server.url}", f"--history={target}",
+    for rootname in ("o5jy03010", "o5jy03020", "o5jy03030"):
+        server.release(rootname, datetime(2026, 1, 1, 12))
+    night = ("--released-since=2026-01-01", "--released-until=2026-01-02")
+    killed = _qa(tmp_path, f"--mast-url={server.url}", f"--history={target}", *night,
                  start_new_session=True)
     store = HistoryStore(target)
     try:
         deadline = time.monotonic() + 120
-        while not server.log and time.monotonic() < deadline:  # it is downloading now
+        # Discovery comes before the run starts; the observation query after it.
+        while not any(r.path == INVOKE_PATH for r in server.log) and \
+                time.monotonic() < deadline:
             time.sleep(0.2)
         assert [r.status for r in store.runs()] == ["running"]
         os.killpg(killed.pid, signal.SIGKILL)
         killed.wait(30)
+        assert store.last_window_end() is None  # the watermark did not move
         server.download_delay = 0
-        second = _qa(tmp_path, "--program=8016", f"--mast-url={server.url}",
-                     f"--history={target}")
+        second = _qa(tmp_path, f"--mast-url={server.url}", f"--history={target}", *night)
         out, _ = second.communicate(timeout=600)
         assert second.returncode == 1, out  # the data has a failing product
         first, last = store.runs()[::-1]
@@ -193,6 +199,7 @@ def test_sigkilled_run_is_incomplete_and_the_next_run_completes(
         assert (last.status, last.exit_status) == ("complete", 1)
         assert len(store.products_of(last.id)) == 2
         assert store.products_of(first.id) == {}
+        assert store.last_window_end() == datetime(2026, 1, 2, tzinfo=timezone.utc)
     finally:
         store.close()
 

@@ -89,7 +89,7 @@ def three_nights(archive: MastServer, real_dir: Path, tmp_path: Path, history: s
     night_two(archive, real_dir, tmp_path)
     code, out, data = nightly(tmp_path, "night2", archive, history,
                               "--released-since=last", "--released-until=2026-01-03",
-                              "--fail-on=new")
+                              "--fail-on=new", "-n", "2")  # workers get the controller's night
     assert code == 1, out
     night = data["history"]
     assert night["window"]["since"] == "2026-01-01T23:00:00+00:00"  # last end minus overlap
