@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[browser,test]'
 	touch $(STAMP)
 
-.PHONY: venv demo test browser postgres bench
+.PHONY: venv demo test browser postgres bench bench-nightly
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -36,3 +36,7 @@ test: $(STAMP) browser postgres
 
 bench: $(STAMP)
 	$(BIN)/python -m qa.bench
+
+# A 200-product night against the loopback archive, files cached, without and with -n 2.
+bench-nightly: $(STAMP)
+	$(BIN)/python -m qa.bench_nightly
