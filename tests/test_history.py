@@ -264,3 +264,33 @@ def test_classify_every_kind() -> None:
     assert list(tally(list(found.values()))) == [
         "new failure", "verdict changed", "input set changed", "new product", "fixed",
         "still failing", "still passing"]
+
+
+def test_unreachable_store_does_not_stop_the_qa(data_dir: Path, tmp_path: Path) -> None:
+    proc = _qa(tmp_path, f"--data-dir={data_dir}", "--history=postgresql://qa:secret@127.0.0.1:9/x")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, out  # the checks' verdict, as without history
+    assert "history store unusable, run not recorded: postgresql://qa@127.0.0.1:9/x" in out
+    assert "secret" not in out
+
+
+def test_trend_site_escapes_names_from_files(tmp_path: Path) -> None:
+    from qa.render.site import build_site
+
+    store = HistoryStore(tmp_path / "h.sqlite")
+    try:
+        hostile = '8016-<img src=x onerror=alert(1)>-STIS/E140M-visit03'
+        run_id = store.begin_run(window=None, options={}, versions={})
+        store.finish_run(run_id, status="complete", exit_status=1, product_records={
+            hostile: product(hostile, {"a<b>.fits": "1"}, ("rejection", "failed"))},
+            change_rows=[{"pid": hostile, "program": "8016", "check": "rejection",
+                          "case_id": hostile, "kind": "new product", "before": None,
+                          "after": "failed", "previous_run": None, "detail": "<b>x</b>",
+                          "alert": True}])
+        index = build_site(store, tmp_path / "site")
+        page = (tmp_path / "site" / "program-8016.html").read_text()
+        assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+        assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+        assert 'href="program-8016.html"' in index.read_text()
+    finally:
+        store.close()

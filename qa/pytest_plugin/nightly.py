@@ -89,12 +89,7 @@ def _window(config: pytest.Config) -> Window:
     try:
         until = parse_when(until_text) if until_text else datetime.now(timezone.utc)
         if since_text.strip().lower() == "last":
-            from qa.history.store import HistoryStore
-            store = HistoryStore(history_target(config))
-            try:
-                last = store.last_window_end()
-            finally:
-                store.close()
+            last = _last_window_end(config)
             if last is None:
                 raise pytest.UsageError(
                     f"--released-since=last: the history store {history_target(config)} has "
@@ -106,6 +101,22 @@ def _window(config: pytest.Config) -> Window:
         return Window(since, until)
     except ValueError as err:
         raise pytest.UsageError(f"--released-since/--released-until: {err}") from None
+
+
+def _last_window_end(config: pytest.Config) -> datetime | None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from qa.history.store import HistoryStore, display_name
+    target = history_target(config)
+    try:
+        store = HistoryStore(target)
+        try:
+            return store.last_window_end()
+        finally:
+            store.close()
+    except (SQLAlchemyError, RuntimeError) as err:
+        raise pytest.UsageError(f"--released-since=last: cannot read the history store "
+                                f"{display_name(target)}: {err}") from None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -166,6 +177,7 @@ class NightlyPlugin:
         self.run_id: int | None = None
         self.changes: list[Any] = []
         self.previous_runs: list[int] = []
+        self.store_error: str | None = None
 
     @property
     def controller(self) -> bool:
@@ -178,8 +190,15 @@ class NightlyPlugin:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if not self.controller:
             return
-        from qa.history.store import HistoryStore
-        self.store = HistoryStore(history_target(self.config))
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from qa.history.store import HistoryStore, display_name
+        try:
+            self.store = HistoryStore(history_target(self.config))
+        except (SQLAlchemyError, RuntimeError) as err:
+            # The QA itself goes on; the summary says the run is not in the history.
+            self.store_error = f"{display_name(history_target(self.config))}: {err}"
+            return
         options = {name: self.config.getoption(name) for name in (
             "program", "data_dir", "demo", "engine", "threshold", "snrmax", "remediate",
             "released_since", "released_until", "fail_on", "offline", "mast_url")}
@@ -188,7 +207,7 @@ class NightlyPlugin:
             window=self.night.window.to_dict() if self.night.window else None,
             options=options, versions=versions(self.config.getoption("engine")),
             programs=[p.to_dict() for p in self.night.programs],
-            report=self.config.getoption("htmlpath", None))
+            report=_absolute(self.config.getoption("htmlpath", None)))
         self.store.start_heartbeat(self.run_id)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -258,6 +277,10 @@ class NightlyPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.store_error:
+            terminalreporter.write_sep("=", "hasp-qa: what changed")
+            terminalreporter.write_line(f"history store unusable, run not recorded: "
+                                        f"{self.store_error}", red=True)
         if not self.controller or self.run_id is None:
             return
         from qa.render.terminal import render_changes
@@ -277,3 +300,7 @@ class NightlyPlugin:
             self.store.close()
             self.store = None
 
+
+def _absolute(path: str | None) -> str | None:
+    """The report's path as the trend site links it, whatever directory it is built from."""
+    return str(Path(path).resolve()) if path else None
