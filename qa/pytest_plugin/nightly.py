@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from qa.archive.discovery import DiscoveryError, ProgramChange, Window, discover, parse_when
+if TYPE_CHECKING:  # imported where used: a pytest run without QA options stays light
+    from qa.archive.discovery import ProgramChange, Window
 
 OVERLAP = timedelta(hours=1)
 WORKER_KEY = "hasp_qa_night"
@@ -61,7 +62,7 @@ class Night:
 
     @classmethod
     def from_json(cls, text: str) -> Night:
-        from qa.archive.discovery import Dataset
+        from qa.archive.discovery import Dataset, ProgramChange, Window
         data = json.loads(text)
         window = data["window"]
         return cls(window=Window(datetime.fromisoformat(window["since"]),
@@ -84,6 +85,7 @@ def history_target(config: pytest.Config) -> str:
 
 
 def _window(config: pytest.Config) -> Window:
+    from qa.archive.discovery import Window, parse_when
     since_text = config.getoption("released_since")
     until_text = config.getoption("released_until")
     try:
@@ -128,6 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is not None and WORKER_KEY in worker:
         night = Night.from_json(worker[WORKER_KEY])
     else:
+        from qa.archive.discovery import DiscoveryError, discover
         window = _window(config)
         try:
             found = discover(window, config.getoption("mast_url"))
