@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from qa.engine import ENGINES
+from qa.pytest_plugin import nightly
 
 if TYPE_CHECKING:
     from qa.checks import Verdict
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from qa.results import CheckResult
     from qa.sources import Options, Source
 
+# Nightly discovery and the run history live in their own module (own options and hooks).
+pytest_plugins = ("qa.pytest_plugin.nightly",)
 RESULT_PROPERTY = "hasp_qa_result"
 PRODUCT_PROPERTY = "hasp_qa_product"
 INPUTS_PROPERTY = "hasp_qa_input_errors"
@@ -106,7 +109,8 @@ def _options(config: pytest.Config) -> Options:
 
 def pytest_configure(config: pytest.Config) -> None:
     # Decided on the raw options, so that a run without them imports nothing more.
-    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")):
+    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")
+            or nightly.active(config)):  # an empty night is a QA run too
         return
     options = _options(config)
     if not hasattr(config, "workerinput"):
@@ -120,6 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # programs are spread over the workers.
         config.option.dist = "loadgroup"
     config.pluginmanager.register(QAPlugin(config, options), "hasp-qa-run")
+    nightly.register_recorder(config)
 
 
 def results_path(config: pytest.Config) -> Path:
