@@ -21,10 +21,10 @@ Failure semantics
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import traceback
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -102,10 +102,9 @@ def open_client(address: str, *, retries: int = 2, timeout: float = 10.0) -> Ite
 
     target, n_workers = parse_address(address)
     if target == "local":
-        # The dashboard needs bokeh; without it a dashboard link would lead to a blank page.
-        dashboard = "127.0.0.1:0" if importlib.util.find_spec("bokeh") else None
+        # Loopback only; the HTTP server serves the dashboard pages when bokeh is installed.
         with LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                          processes=True, host="127.0.0.1", dashboard_address=dashboard,
+                          processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
                           scheduler_kwargs={"allowed_failures": retries}) as cluster, \
                 Client(cluster) as client:
             yield client
@@ -120,18 +119,17 @@ def open_client(address: str, *, retries: int = 2, timeout: float = 10.0) -> Ite
 
 
 def dashboard_link(client: Any) -> str | None:
-    """The scheduler's dashboard URL, or None when it runs none."""
+    """The scheduler's dashboard URL when it serves one (bokeh installed there), else None."""
     try:
-        port = client.scheduler_info(n_workers=0)["services"].get("dashboard")
-        if port is None or (client.cluster is not None and client.cluster.dashboard_link is None):
+        if "dashboard" not in client.scheduler_info(n_workers=0)["services"]:
             return None
-        return client.dashboard_link
-    except (KeyError, AttributeError):
+        link = client.dashboard_link
+        with urllib.request.urlopen(link, timeout=2) as response:
+            page = response.read(2000)
+        # Without bokeh the scheduler serves a page that asks for it instead of the dashboard.
+        return None if b"bokeh" in page and b"for the dashboard" in page else link
+    except (KeyError, OSError):  # no HTTP server, or the page is missing (no bokeh)
         return None
-
-
-def count_workers(client: Any) -> int:
-    return len(client.scheduler_info(n_workers=-1)["workers"])
 
 
 def run_task(compute: Callable[[Any], Any], job: Any) -> dict:

@@ -31,9 +31,10 @@ def local_outcomes(programs) -> list[dict]:
     return [native.run(files).to_dict() for files in programs]
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    with DaskCluster(tmp_path / "cluster") as c:
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Shared by the tests that leave its workers alive."""
+    with DaskCluster(tmp_path_factory.mktemp("cluster")) as c:
         yield c
 
 
@@ -74,8 +75,8 @@ def test_jobs_run_on_worker_processes(cluster, programs, local_outcomes):
     assert seen[-1].failed == 0
 
 
-def test_killed_worker_task_runs_elsewhere(cluster, programs, local_outcomes):
-    with open_client(cluster.address) as client:
+def test_killed_worker_task_runs_elsewhere(tmp_path, programs, local_outcomes):
+    with DaskCluster(tmp_path / "cluster") as cluster, open_client(cluster.address) as client:
         results = run_jobs(client, programs, native.run)
         killed = kill_busy_worker(cluster, client)
         done = list(results)

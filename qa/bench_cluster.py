@@ -1,0 +1,136 @@
+"""Benchmark: one QA run over generated programs, plain, ``-n 2`` and ``--dask=local:2``.
+
+Run ``python -m qa.bench_cluster`` (``make bench-cluster``). It prints one JSON
+line per measurement:
+
+- ``run``: wall time of the same pytest QA run (``--html``, so figures are drawn)
+  plain, with ``-n 2`` and with ``--dask=local:2``, each with a cold outcome
+  cache and the input files already on disk (generated once, then reused);
+- ``split``: where one core's compute time goes (engine co-adds, remediation,
+  figures), from a profile of every job computed in this process;
+- ``dask_overhead``: the cost of one task on the Dask path without the work
+  (submit, schedule, run a no-op, return a small outcome, gather);
+- ``projection``: a whole-archive re-check on N workers from these numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from qa.synth import write_cos
+
+VISITS = 2
+EXPOSURES = 3  # per visit: each program makes VISITS visit products and one program product
+
+
+def generate(root: Path, n_products: int) -> Path:
+    """COS G130M programs of 2 visits x 3 exposures (3 products each) in one directory.
+
+    Every fourth program has one exposure 8 % low, which HASP rejects and the
+    QA remediates. Written once per size; later runs reuse the files.
+    """
+    n_programs = -(-n_products // (VISITS + 1))
+    out = root / f"programs-{n_programs}"
+    marker = out / ".complete"
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        if marker.exists():
+            return out
+        for k in range(n_programs):
+            program = 97000 + k
+            code = np.base_repr(program, 36).lower()[-3:]  # the ppp of an HST rootname
+            for visit in range(1, VISITS + 1):
+                for i in range(EXPOSURES):
+                    low = k % 4 == 0 and visit == 1 and i == EXPOSURES - 1
+                    write_cos(out, rootname=f"l{code}0{visit}0{i + 1}0", grating="G130M",
+                              cenwave=1291, program=program, target=f"BENCH-{program}",
+                              flux_scale=0.92 if low else 1.0 + 0.004 * i, fppos=i + 1,
+                              seed=program * 10 + visit * EXPOSURES + i,
+                              expstart=58000.0 + visit + 0.05 * i)
+        marker.write_text(str(n_programs))
+    return out
+
+
+class _Nothing:
+    """A job outcome of a few bytes: what the overhead measurement returns."""
+
+    def to_dict(self) -> dict:
+        return {"job": "nothing", "products": []}
+
+
+def nothing(job: object) -> _Nothing:
+    """A job function that does no work: isolates the Dask path's own cost."""
+    return _Nothing()
+
+
+def dask_overhead(n_tasks: int, workers: int) -> dict:
+    """Seconds per task of submit + schedule + run + return + gather, on ``local:workers``."""
+    from qa.distributed import open_client, run_jobs
+
+    with open_client(f"local:{workers}") as client:
+        list(run_jobs(client, range(workers * 4), nothing))  # warm the workers' imports
+        t0 = time.perf_counter()
+        done = list(run_jobs(client, range(n_tasks), nothing))
+        wall = time.perf_counter() - t0
+    assert all(d.error is None for d in done)
+    return {"measure": "dask_overhead", "tasks": n_tasks, "workers": workers,
+            "wall_s": round(wall, 3), "per_task_ms": round(1000 * wall / n_tasks, 2)}
+
+
+def pytest_run(data: Path, workdir: Path, extra: list[str]) -> tuple[float, dict, str]:
+    """Wall time, results JSON and output of one QA run with a cold cache."""
+    workdir.mkdir(parents=True)
+    results = workdir / "results.json"
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-q", f"--data-dir={data}",
+           f"--cache-dir={workdir / 'cache'}", f"--qa-results={results}",
+           f"--html={workdir / 'report.html'}", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    return wall, json.loads(results.read_text()), proc.stdout
+
+
+def verdicts(results: dict) -> dict:
+    return {(r["check"], r["case_id"]): r["status"] for r in results["results"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qa.bench_cluster",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--data", type=Path, default=Path(".hasp-qa-cache") / "bench-cluster",
+                        help="where the generated programs are kept between runs")
+    parser.add_argument("--archive", type=int, default=50_000,
+                        help="products of the whole-archive re-check to project")
+    args = parser.parse_args(argv)
+    data = generate(args.data.resolve(), args.products)
+    print(json.dumps({"measure": "data", "directory": str(data),
+                      "files": len(list(data.glob("*_x1d.fits")))}), flush=True)
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="hasp-qa-bench-") as tmp:
+        for name, extra in (("plain", []), ("xdist", ["-n", str(args.workers)]),
+                            ("dask", [f"--dask=local:{args.workers}"])):
+            wall, results, _ = pytest_run(data, Path(tmp) / name, extra)
+            runs[name] = (wall, results)
+            print(json.dumps({"measure": "run", "mode": name, "wall_s": round(wall, 2),
+                              "cases": len(results["results"]),
+                              "same_verdicts_as_plain": verdicts(results) == verdicts(runs["plain"][1])}),
+                  flush=True)
+    print(json.dumps(dask_overhead(args.products, args.workers)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
