@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[browser]'
 	touch $(STAMP)
 
-.PHONY: venv demo test browser bench
+.PHONY: venv demo test browser bench bench-cluster
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -30,3 +30,7 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python -m qa.bench
+
+# 200 generated products: plain vs -n 2 vs --dask=local:2, time split, whole-archive projection.
+bench-cluster: $(STAMP)
+	$(BIN)/python -m qa.bench_cluster

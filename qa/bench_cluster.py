@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 from filelock import FileLock
@@ -86,23 +89,97 @@ def dask_overhead(n_tasks: int, workers: int) -> dict:
             "wall_s": round(wall, 3), "per_task_ms": round(1000 * wall / n_tasks, 2)}
 
 
-def pytest_run(data: Path, workdir: Path, extra: list[str]) -> tuple[float, dict, str]:
-    """Wall time, results JSON and output of one QA run with a cold cache."""
+def split(data: Path, workdir: Path) -> dict:
+    """One core's compute time per phase over every job of the run (cold, no cache)."""
+    from qa import pipeline, remediate
+    from qa.pytest_plugin.plugin import PROJECT_CHECKS
+    from qa.sources import Options, resolve_sources
+
+    options = Options(data_dirs=[data], checks=[PROJECT_CHECKS], cache_dir=workdir, figures=True)
+    t0 = time.perf_counter()
+    coll = pipeline.collect(options, resolve_sources(options))
+    collect_s = time.perf_counter() - t0
+    jobs = [replace(job, cache_dir=None) for job in coll.jobs.values()]  # compute every one
+    spent: dict[str, float] = {}
+    with _timed(pipeline, "_coadds", "engine", spent), \
+            _timed(remediate, "remediate", "remediation", spent), \
+            _timed(pipeline, "_figures", "figures", spent):
+        t0 = time.perf_counter()
+        for job in jobs:
+            pipeline.compute(job)
+        total = time.perf_counter() - t0
+    n = len(coll.products)
+    spent["other"] = total - sum(spent.values())  # reading files, pre-filter, grouping, checks
+    return {"measure": "split", "jobs": len(jobs), "products": n,
+            "collect_s": round(collect_s, 2), "compute_s": round(total, 2),
+            "compute_per_product_ms": round(1000 * total / n, 1),
+            **{f"{k}_s": round(v, 2) for k, v in spent.items()},
+            **{f"{k}_share": round(v / total, 3) for k, v in spent.items()}}
+
+
+@contextmanager
+def _timed(module, name: str, phase: str, spent: dict[str, float]):
+    """Add the time spent in ``module.name`` to ``spent[phase]`` while inside the block."""
+    original = getattr(module, name)
+    spent.setdefault(phase, 0.0)
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[phase] += time.perf_counter() - t0
+    setattr(module, name, timed)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def pytest_run(data: Path, workdir: Path, extra: list[str]) -> tuple[float, dict, str, float]:
+    """Wall time, results JSON, output and summed test-item time of one QA run, cold cache."""
     workdir.mkdir(parents=True)
     results = workdir / "results.json"
     cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-q", f"--data-dir={data}",
            f"--cache-dir={workdir / 'cache'}", f"--qa-results={results}",
-           f"--html={workdir / 'report.html'}", *extra]
+           f"--html={workdir / 'report.html'}", f"--junitxml={workdir / 'junit.xml'}", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
-    return wall, json.loads(results.read_text()), proc.stdout
+    items = sum(float(case.get("time", 0)) for case in
+                ElementTree.parse(workdir / "junit.xml").getroot().iter("testcase"))
+    return wall, json.loads(results.read_text()), proc.stdout, items
 
 
 def verdicts(results: dict) -> dict:
     return {(r["check"], r["case_id"]): r["status"] for r in results["results"]}
+
+
+def projection(products: int, split_: dict, runs: dict, overhead: dict, workers: list[int]) -> dict:
+    """Wall time of a ``products``-product re-check on N workers, from the measured rates.
+
+    The controller's share is serial: headers at collection, then each case's
+    check and report extras (the test items of the ``--dask`` run, from its JUnit
+    XML); the workers' share divides by N; the Dask path adds its per-task cost (one
+    task per program); start-up (imports, cluster, results JSON) is paid once.
+    """
+    n = split_["products"]
+    wall, gather_s, items_s = runs["dask"]
+    controller = (split_["collect_s"] + items_s) / n
+    fixed = max(wall - gather_s - items_s - split_["collect_s"], 0.0)
+    compute = split_["compute_s"] / n
+    per_task = overhead["per_task_ms"] / 1000 * split_["jobs"] / n
+    hours = {str(w): round((fixed + products * (controller + compute / w + per_task)) / 3600, 2)
+             for w in workers}
+    return {"measure": "projection", "products": products, "fixed_s": round(fixed, 1),
+            "controller_per_product_ms": round(1000 * controller, 1),
+            "compute_per_product_ms": round(1000 * compute, 1),
+            "dask_per_product_ms": round(1000 * per_task, 2),
+            "hours_by_workers": hours,
+            "speedup_limit": round((controller + compute) / controller, 1),
+            "excludes": "downloads (hundreds of GB from MAST; cached runs only)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,17 +195,27 @@ def main(argv: list[str] | None = None) -> int:
     data = generate(args.data.resolve(), args.products)
     print(json.dumps({"measure": "data", "directory": str(data),
                       "files": len(list(data.glob("*_x1d.fits")))}), flush=True)
-    runs = {}
+    runs: dict[str, tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="hasp-qa-bench-") as tmp:
+        plain = None
         for name, extra in (("plain", []), ("xdist", ["-n", str(args.workers)]),
                             ("dask", [f"--dask=local:{args.workers}"])):
-            wall, results, _ = pytest_run(data, Path(tmp) / name, extra)
-            runs[name] = (wall, results)
-            print(json.dumps({"measure": "run", "mode": name, "wall_s": round(wall, 2),
-                              "cases": len(results["results"]),
-                              "same_verdicts_as_plain": verdicts(results) == verdicts(runs["plain"][1])}),
-                  flush=True)
-    print(json.dumps(dask_overhead(args.products, args.workers)), flush=True)
+            wall, results, out, items_s = pytest_run(data, Path(tmp) / name, extra)
+            plain = plain or results
+            gathered = re.search(r"gathered in ([0-9.]+) s", out)
+            runs[name] = (wall, float(gathered.group(1)) if gathered else 0.0, items_s)
+            line = {"measure": "run", "mode": name, "wall_s": round(wall, 2),
+                    "test_items_s": round(items_s, 2),
+                    "cases": len(results["results"]), "products": len(results["products"]),
+                    "same_verdicts_as_plain": verdicts(results) == verdicts(plain)}
+            if gathered:
+                line["dask_gather_s"] = runs[name][1]
+            print(json.dumps(line), flush=True)
+        split_ = split(data, Path(tmp) / "split")
+    print(json.dumps(split_), flush=True)
+    overhead = dask_overhead(args.products, args.workers)
+    print(json.dumps(overhead), flush=True)
+    print(json.dumps(projection(args.archive, split_, runs, overhead, [1, 2, 16, 64, 256])), flush=True)
     return 0
 
 
