@@ -89,8 +89,8 @@ def dask_overhead(n_tasks: int, workers: int) -> dict:
             "wall_s": round(wall, 3), "per_task_ms": round(1000 * wall / n_tasks, 2)}
 
 
-def split(data: Path, workdir: Path) -> dict:
-    """One core's compute time per phase over every job of the run (cold, no cache)."""
+def split(data: Path, workdir: Path, max_jobs: int) -> dict:
+    """One core's compute time per phase over (up to ``max_jobs``) jobs of the run, no cache."""
     from qa import pipeline, remediate
     from qa.pytest_plugin.plugin import PROJECT_CHECKS
     from qa.sources import Options, resolve_sources
@@ -99,7 +99,7 @@ def split(data: Path, workdir: Path) -> dict:
     t0 = time.perf_counter()
     coll = pipeline.collect(options, resolve_sources(options))
     collect_s = time.perf_counter() - t0
-    jobs = [replace(job, cache_dir=None) for job in coll.jobs.values()]  # compute every one
+    jobs = [replace(job, cache_dir=None) for job in coll.jobs.values()][:max_jobs]  # all computed
     spent: dict[str, float] = {}
     with _timed(pipeline, "_coadds", "engine", spent), \
             _timed(remediate, "remediate", "remediation", spent), \
@@ -108,10 +108,10 @@ def split(data: Path, workdir: Path) -> dict:
         for job in jobs:
             pipeline.compute(job)
         total = time.perf_counter() - t0
-    n = len(coll.products)
+    n = sum(p.job in {j.id for j in jobs} for p in coll.products.values())
     spent["other"] = total - sum(spent.values())  # reading files, pre-filter, grouping, checks
     return {"measure": "split", "jobs": len(jobs), "products": n,
-            "collect_s": round(collect_s, 2), "compute_s": round(total, 2),
+            "collect_s": round(collect_s, 2), "collected_products": len(coll.products), "compute_s": round(total, 2),
             "compute_per_product_ms": round(1000 * total / n, 1),
             **{f"{k}_s": round(v, 2) for k, v in spent.items()},
             **{f"{k}_share": round(v / total, 3) for k, v in spent.items()}}
@@ -165,12 +165,12 @@ def projection(products: int, split_: dict, runs: dict, overhead: dict, workers:
     XML); the workers' share divides by N; the Dask path adds its per-task cost (one
     task per program); start-up (imports, cluster, results JSON) is paid once.
     """
-    n = split_["products"]
+    n = split_["collected_products"]
     wall, gather_s, items_s = runs["dask"]
     controller = (split_["collect_s"] + items_s) / n
     fixed = max(wall - gather_s - items_s - split_["collect_s"], 0.0)
-    compute = split_["compute_s"] / n
-    per_task = overhead["per_task_ms"] / 1000 * split_["jobs"] / n
+    compute = split_["compute_s"] / split_["products"]
+    per_task = overhead["per_task_ms"] / 1000 * split_["jobs"] / split_["products"]
     hours = {str(w): round((fixed + products * (controller + compute / w + per_task)) / 3600, 2)
              for w in workers}
     return {"measure": "projection", "products": products, "fixed_s": round(fixed, 1),
@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, default=Path(".hasp-qa-cache") / "bench-cluster",
                         help="where the generated programs are kept between runs")
+    parser.add_argument("--split-jobs", type=int, default=20,
+                        help="jobs computed in-process for the time split")
     parser.add_argument("--archive", type=int, default=50_000,
                         help="products of the whole-archive re-check to project")
     args = parser.parse_args(argv)
@@ -209,9 +211,12 @@ def main(argv: list[str] | None = None) -> int:
                     "cases": len(results["results"]), "products": len(results["products"]),
                     "same_verdicts_as_plain": verdicts(results) == verdicts(plain)}
             if gathered:
-                line["dask_gather_s"] = runs[name][1]
+                # What a worker sends back per job (JSON with base64 PNGs; the cache holds the same).
+                sizes = [f.stat().st_size for f in (Path(tmp) / name / "cache").rglob("outcomes/*/*.json")]
+                line.update(dask_gather_s=runs[name][1],
+                            outcome_kb_mean=round(sum(sizes) / max(len(sizes), 1) / 1024, 1))
             print(json.dumps(line), flush=True)
-        split_ = split(data, Path(tmp) / "split")
+        split_ = split(data, Path(tmp) / "split", args.split_jobs)
     print(json.dumps(split_), flush=True)
     overhead = dask_overhead(args.products, args.workers)
     print(json.dumps(overhead), flush=True)

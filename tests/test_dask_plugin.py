@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -93,27 +94,30 @@ def test_sigkilled_worker_run_completes_with_same_results(data_dir, plain, tmp_p
     assert assets(tmp_path) == assets(ref_run)
 
 
-def test_job_killing_its_workers_errs_its_cases_only(data_dir, plain, tmp_path):
+def test_job_killing_its_workers_errs_its_cases_only(plain, tmp_path):
     """With no worker death allowed, the killed job is an error outcome; the rest is as usual."""
     _, ref = plain
     with DaskCluster(tmp_path / "cluster", allowed_failures=0) as cluster, \
             Client(cluster.address) as client:
         pids = cluster.worker_pids()
-        proc = start_qa(tmp_path, "--demo", f"--data-dir={data_dir}", f"--dask={cluster.address}")
-        os.kill(pids[_wait_busy(client)], signal.SIGKILL)
+        proc = start_qa(tmp_path, "--demo", f"--dask={cluster.address}")
+        busy = _wait_busy(client)
+        os.kill(pids[busy], signal.SIGKILL)
         out, _ = proc.communicate(timeout=600)
     data = json.loads((tmp_path / "results.json").read_text())
-    ref_status = {(r["check"], r["case_id"]): r for r in ref["results"]}
+    ref_status = {(r["check"], r["case_id"]): r["status"] for r in ref["results"]}
     errored = [r for r in data["results"] if r["status"] == "error"]
     assert errored and len(errored) < len(data["results"]), out
-    killed_products = {r["product"] for r in errored}
+    # Whole programs (the unit of work) err, each case naming its product and the lost worker.
+    killed = {data["products"][r["product"]]["program"] for r in errored}
     for r in data["results"]:
-        if r["product"] in killed_products:
+        if data["products"][r["product"]]["program"] in killed:
             assert r["status"] == "error"
             assert r["message"].startswith(f"{data['products'][r['product']]['key']}: KilledWorker:")
+            assert busy in r["message"]
         else:
-            assert r["status"] == ref_status[(r["check"], r["case_id"])]["status"]
-    assert "failed so far" in out
+            assert r["status"] == ref_status[(r["check"], r["case_id"])]
+    assert re.search(r"products \d+/\d+ done \(jobs 3/3\), [1-9]\d* failed so far", out), out
 
 
 def test_unreachable_scheduler_stops_before_any_work(data_dir, tmp_path):

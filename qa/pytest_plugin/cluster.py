@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from qa.distributed import ClusterError, Completed, Progress, dashboard_link, open_client, run_jobs
 from qa.pipeline import Collection, Job, JobOutcome, OutcomeStore, ProductOutcome, compute
+from qa.worker import WorkerJob, compute_on_worker
 
 PROGRESS_EVERY_S = 2.0
 
@@ -48,14 +50,12 @@ class DaskRun:
 
     def compute_all(self, items: list[pytest.Item]) -> None:
         """Compute the jobs of ``items`` on the cluster; the plugin's store then reads them."""
-        from qa.worker import WorkerJob, compute_on_worker
-
         coll = self.plugin.collection()
         selected = dict.fromkeys(case.job for case in (getattr(i, "case", None) for i in items)
                                  if case is not None and case.job is not None and not case.error)
         if not selected:
             return
-        tasks = [self._worker_job(coll, coll.jobs[job_id], WorkerJob) for job_id in selected]
+        tasks = [self._worker_job(coll, coll.jobs[job_id]) for job_id in selected]
         n_products = {j: sum(p.job == j for p in coll.products.values()) for j in selected}
         self._spill = tempfile.TemporaryDirectory(prefix="hasp-qa-dask-")
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -72,19 +72,19 @@ class DaskRun:
                 t0 = time.perf_counter()
                 for done in run_jobs(client, tasks, compute_on_worker, name=lambda t: t.job.id,
                                      progress=meter.jobs):
-                    self._keep(coll, done, meter)
+                    self._keep(coll, done, meter, n_products[done.job.job.id])
                 say(f"hasp-qa: {meter.summary()}; gathered in {time.perf_counter() - t0:.1f} s")
         except ClusterError as exc:
             raise pytest.UsageError(str(exc)) from exc
         self.plugin.store = OutcomeStore(self._load)
 
-    def _worker_job(self, coll: Collection, job: Job, worker_job):
-        source = coll.source(job.source)
+    def _worker_job(self, coll: Collection, job: Job) -> WorkerJob:
         # Workers do not share the controller's working directory.
-        job = Job.from_dict({**job.to_dict(), "directory": str(Path(job.directory).resolve())})
-        return worker_job(job=job, origin=source.origin, mast_url=self.plugin.options.mast_url)
+        job = replace(job, directory=str(Path(job.directory).resolve()))
+        return WorkerJob(job=job, origin=coll.source(job.source).origin,
+                         mast_url=self.plugin.options.mast_url)
 
-    def _keep(self, coll: Collection, done: Completed, meter: "_Meter") -> None:
+    def _keep(self, coll: Collection, done: Completed, meter: "_Meter", planned: int) -> None:
         """Spill one job's outcome (or its error outcome) to disk."""
         job = done.job.job
         data = done.outcome if done.outcome is not None else \
@@ -92,8 +92,8 @@ class DaskRun:
         path = Path(self._spill.name) / f"{len(self._files)}.json"
         path.write_text(json.dumps(data), encoding="utf-8")
         self._files[job.id] = path
-        meter.products(len(data["products"]), sum(p["error"] is not None for p in data["products"])
-                       + (data.get("error") is not None))
+        failed = planned if data.get("error") else sum(p["error"] is not None for p in data["products"])
+        meter.products(planned, failed)
 
     def _load(self, job: Job) -> JobOutcome:
         path = self._files.get(job.id)
