@@ -15,7 +15,7 @@ from typing import Any
 from filelock import FileLock
 
 from qa.cache import source_fingerprint
-from qa.io.reader import find_spectra
+from qa.io.reader import directory_label, find_spectra, not_a_directory
 
 
 @dataclass
@@ -34,10 +34,8 @@ class Options:
     mast_url: str | None = None
     offline: bool = False
     figures: bool = False              # render each product's figures in its job
-
-    @property
-    def active(self) -> bool:
-        return bool(self.programs or self.data_dirs or self.demo)
+    archive_timeout: float = 60.0          # seconds per archive request
+    archive_deadline: float | None = None  # seconds per program, all requests and retries
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v]
@@ -71,9 +69,10 @@ def resolve_sources(options: Options) -> list[Source]:
     for program in options.programs:
         sources.append(_archive_source(program, options))
     for d in options.data_dirs:
-        src = Source(label=d.resolve().name, origin="data-dir", directory=str(d))
-        if not d.is_dir():
-            src.directory, src.error = None, f"--data-dir {d}: not a directory"
+        src = Source(label=directory_label(d), origin="data-dir", directory=str(d))
+        problem = not_a_directory(d)
+        if problem:
+            src.directory, src.error = None, f"--data-dir {d}: {problem}"
         elif not find_spectra(d):
             src.directory, src.error = None, f"--data-dir {d}: holds no *_x1d.fits or *_sx1.fits file"
         sources.append(src)
@@ -108,7 +107,8 @@ def _archive_source(program: str, options: Options) -> Source:
     from qa.archive.fetch import ArchiveError, fetch_program
     try:
         fetched = fetch_program(program, options.cache_dir / "mast",
-                                mast_url=options.mast_url, offline=options.offline)
+                                mast_url=options.mast_url, offline=options.offline,
+                                timeout=options.archive_timeout, deadline=options.archive_deadline)
     except ArchiveError as exc:
         return Source(label=program, origin="archive", error=str(exc))
     manifest = json.loads(Path(fetched.manifest).read_text())

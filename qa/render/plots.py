@@ -53,6 +53,8 @@ STYLE = {
     "ytick.labelsize": 8.0, "figure.dpi": DPI, "savefig.dpi": DPI, "axes.grid": True,
     "grid.alpha": 0.3, "axes.formatter.useoffset": False, "path.simplify": True,
     "agg.path.chunksize": 20000, "savefig.facecolor": "white", "figure.facecolor": "white",
+    # Titles and legends show TARGNAME and file names: "$...$" there is text, not mathtext.
+    "text.parse_math": False,
 }
 FIGURE_NAMES = ("inputs_vs_coadd", "row_statistics", "scaled_inputs", "snr_gain")
 
@@ -240,7 +242,7 @@ def make_spectra_figure(product: Product, datasets: list[Dataset], title: str,
                       for p in pixels]
             ax.set_ylim(*_ylim(inside))
             ax.set_xlabel(WAVE_LABEL)
-            ax.set_ylabel(FLUX_LABEL)
+            ax.set_ylabel(FLUX_LABEL, parse_math=True)
         full.axvspan(*window, color="grey", alpha=0.15, linewidth=0)
         fig.suptitle(product_title(product, title))
         _legend_outside(fig, full)
