@@ -11,8 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[browser,test]'
 	touch $(STAMP)
 
-.PHONY: venv demo test browser bench bench-cluster
-.PHONY: venv demo test browser bench importtime bench-runs
+.PHONY: venv demo test browser bench importtime bench-runs bench-cluster
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -35,6 +34,7 @@ bench: $(STAMP)
 # 200 generated products: plain vs -n 2 vs --dask=local:2, time split, whole-archive projection.
 bench-cluster: $(STAMP)
 	$(BIN)/python -m qa.bench_cluster
+
 # What every pytest run in the venv pays for hasp-qa's two pytest11 entry points (microseconds,
 # cumulative; pytest itself is imported first so that it is not counted).
 importtime: $(STAMP)
