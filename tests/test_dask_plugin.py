@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
+from qa.archive.mast_server import MastServer
+
 from .conftest import derive_copy
 from .dask_cluster import DaskCluster
 from .test_plugin import EXPECTED_FAILED, qa
@@ -121,14 +123,18 @@ def test_job_killing_its_workers_errs_its_cases_only(plain, tmp_path):
 
 
 def test_unreachable_scheduler_stops_before_any_work(data_dir, tmp_path):
+    """Before any download or computation: the archive is not even asked."""
+    shutil.copytree(data_dir, tmp_path / "mast" / "8016")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code, out, _ = qa(tmp_path, f"--data-dir={data_dir}", f"--dask=tcp://127.0.0.1:{port}")
+    with MastServer(tmp_path / "mast") as server:
+        code, out, _ = qa(tmp_path, "--program=8016", f"--mast-url={server.url}",
+                          f"--dask=tcp://127.0.0.1:{port}")
+        assert server.log == []
     assert code == pytest.ExitCode.USAGE_ERROR, out
-    assert f"Dask scheduler tcp://127.0.0.1:{port} unreachable" in out
-    assert not (tmp_path / "cache" / "outcomes").exists()
-    assert "PASSED" not in out and "FAILED" not in out
+    assert f"ERROR: Dask scheduler tcp://127.0.0.1:{port} unreachable" in out
+    assert not any((tmp_path / "cache").rglob("*"))  # nothing downloaded, nothing computed
 
 
 def test_dask_and_xdist_are_alternatives(data_dir, tmp_path):

@@ -1,6 +1,7 @@
 """``--dask``: compute every Job of the run on a Dask cluster before the first check runs.
 
-When the test loop starts (after collection and ``-k``/``--lf`` selection), the
+The client connects when the session starts, so an unreachable scheduler stops
+the run before anything is downloaded or computed. When the test loop starts (after collection and ``-k``/``--lf`` selection), the
 jobs of the selected cases are submitted at once and gathered as they complete;
 each outcome is written to a spill directory as it arrives, and the plugin's
 outcome store reads it back when the job's first case runs and releases it after
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,17 +34,28 @@ class DaskRun:
         self.config = config
         self.plugin = plugin
         self.address = address
+        self._stack = ExitStack()
+        self.client = None
         self._spill: tempfile.TemporaryDirectory | None = None
         self._files: dict[str, Path] = {}
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.config.option.collectonly:
+            return  # nothing will be computed
+        try:
+            self.client = self._stack.enter_context(open_client(self.address))
+        except ClusterError as exc:
+            raise pytest.UsageError(str(exc)) from exc
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session):
         collection_failed = session.testsfailed and not self.config.option.continue_on_collection_errors
-        if not (self.config.option.collectonly or collection_failed):
+        if self.client is not None and not collection_failed:
             self.compute_all(session.items)
         return (yield)
 
     def pytest_unconfigure(self) -> None:
+        self._stack.close()  # the client, and a local cluster's processes
         if self._spill is not None:
             self._spill.cleanup()
 
@@ -60,22 +73,19 @@ class DaskRun:
         self._spill = tempfile.TemporaryDirectory(prefix="hasp-qa-dask-")
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         say = tr.write_line if tr is not None else print
-        try:
-            with open_client(self.address) as client:
-                workers = len(client.scheduler_info(n_workers=-1)["workers"])
-                link = dashboard_link(client)
-                say(f"hasp-qa: {len(tasks)} jobs ({sum(n_products.values())} products) on Dask "
-                    f"scheduler {client.scheduler.address}, {workers} workers"
-                    + (f"; dashboard {link}" if link else "")
-                    + ("" if workers else "; no worker connected yet: jobs wait for one"))
-                meter = _Meter(say, sum(n_products.values()))
-                t0 = time.perf_counter()
-                for done in run_jobs(client, tasks, compute_on_worker, name=lambda t: t.job.id,
-                                     progress=meter.jobs):
-                    self._keep(coll, done, meter, n_products[done.job.job.id])
-                say(f"hasp-qa: {meter.summary()}; gathered in {time.perf_counter() - t0:.1f} s")
-        except ClusterError as exc:
-            raise pytest.UsageError(str(exc)) from exc
+        client = self.client
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        link = dashboard_link(client)
+        say(f"hasp-qa: {len(tasks)} jobs ({sum(n_products.values())} products) on Dask "
+            f"scheduler {client.scheduler.address}, {workers} workers"
+            + (f"; dashboard {link}" if link else "")
+            + ("" if workers else "; no worker connected yet: jobs wait for one"))
+        meter = _Meter(say, sum(n_products.values()))
+        t0 = time.perf_counter()
+        for done in run_jobs(client, tasks, compute_on_worker, name=lambda t: t.job.id,
+                             progress=meter.jobs):
+            self._keep(coll, done, meter, n_products[done.job.job.id])
+        say(f"hasp-qa: {meter.summary()}; gathered in {time.perf_counter() - t0:.1f} s")
         self.plugin.store = OutcomeStore(self._load)
 
     def _worker_job(self, coll: Collection, job: Job) -> WorkerJob:
