@@ -3,9 +3,11 @@
 Run ``python -m qa.bench_cluster`` (``make bench-cluster``). It prints one JSON
 line per measurement:
 
-- ``run``: wall time of the same pytest QA run (``--html``, so figures are drawn)
-  plain, with ``-n 2`` and with ``--dask=local:2``, each with a cold outcome
-  cache and the input files already on disk (generated once, then reused);
+- ``run``: wall time of the same pytest QA run plain, with ``-n 2`` and with
+  ``--dask=local:2``, each with a cold outcome cache and the input files already
+  on disk (generated once, then reused); without a report unless ``--figures``
+  (then ``--html``, and every product's figures are drawn); with the machine's
+  load average, since other processes share its cores;
 - ``split``: where one core's compute time goes (engine co-adds, remediation,
   figures), from a profile of every job computed in this process;
 - ``dask_overhead``: the cost of one task on the Dask path without the work
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -142,7 +145,7 @@ def pytest_run(data: Path, workdir: Path, extra: list[str]) -> tuple[float, dict
     results = workdir / "results.json"
     cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-q", f"--data-dir={data}",
            f"--cache-dir={workdir / 'cache'}", f"--qa-results={results}",
-           f"--html={workdir / 'report.html'}", f"--junitxml={workdir / 'junit.xml'}", *extra]
+           f"--junitxml={workdir / 'junit.xml'}", *extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -169,16 +172,22 @@ def projection(products: int, split_: dict, runs: dict, overhead: dict, workers:
     wall, gather_s, items_s = runs["dask"]
     controller = (split_["collect_s"] + items_s) / n
     fixed = max(wall - gather_s - items_s - split_["collect_s"], 0.0)
-    compute = split_["compute_s"] / split_["products"]
+    with_figures = split_["compute_s"] / split_["products"]
+    figures = split_["figures_s"] / split_["products"]
     per_task = overhead["per_task_ms"] / 1000 * split_["jobs"] / split_["products"]
-    hours = {str(w): round((fixed + products * (controller + compute / w + per_task)) / 3600, 2)
-             for w in workers}
+
+    def hours(compute: float) -> dict[str, float]:
+        return {str(w): round((fixed + products * (controller + compute / w + per_task)) / 3600, 2)
+                for w in workers}
     return {"measure": "projection", "products": products, "fixed_s": round(fixed, 1),
             "controller_per_product_ms": round(1000 * controller, 1),
-            "compute_per_product_ms": round(1000 * compute, 1),
+            "compute_per_product_ms": round(1000 * (with_figures - figures), 1),
+            "figures_per_product_ms": round(1000 * figures, 1),
             "dask_per_product_ms": round(1000 * per_task, 2),
-            "hours_by_workers": hours,
-            "speedup_limit": round((controller + compute) / controller, 1),
+            "hours_by_workers": hours(with_figures - figures),
+            "hours_by_workers_with_figures": hours(with_figures),
+            "speedup_limit": round((controller + with_figures - figures) / controller, 1),
+            "speedup_limit_with_figures": round((controller + with_figures) / controller, 1),
             "excludes": "downloads (hundreds of GB from MAST; cached runs only)"}
 
 
@@ -189,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, default=Path(".hasp-qa-cache") / "bench-cluster",
                         help="where the generated programs are kept between runs")
-    parser.add_argument("--split-jobs", type=int, default=20,
+    parser.add_argument("--figures", action="store_true",
+                        help="runs with --html: every product's figures drawn (slower)")
+    parser.add_argument("--split-jobs", type=int, default=8,
                         help="jobs computed in-process for the time split")
     parser.add_argument("--archive", type=int, default=50_000,
                         help="products of the whole-archive re-check to project")
@@ -202,25 +213,34 @@ def main(argv: list[str] | None = None) -> int:
         plain = None
         for name, extra in (("plain", []), ("xdist", ["-n", str(args.workers)]),
                             ("dask", [f"--dask=local:{args.workers}"])):
+            if args.figures:
+                extra = [*extra, f"--html={Path(tmp) / name / 'report.html'}"]
             wall, results, out, items_s = pytest_run(data, Path(tmp) / name, extra)
             plain = plain or results
-            gathered = re.search(r"gathered in ([0-9.]+) s", out)
+            gathered = re.search(r"gathered in ([0-9.]+) s \(workers computed for ([0-9.]+) s\)", out)
             runs[name] = (wall, float(gathered.group(1)) if gathered else 0.0, items_s)
-            line = {"measure": "run", "mode": name, "wall_s": round(wall, 2),
+            line = {"measure": "run", "mode": name, "figures": args.figures,
+                    "wall_s": round(wall, 2), "load_avg_1min": round(os.getloadavg()[0], 1),
                     "test_items_s": round(items_s, 2),
                     "cases": len(results["results"]), "products": len(results["products"]),
                     "same_verdicts_as_plain": verdicts(results) == verdicts(plain)}
             if gathered:
                 # What a worker sends back per job (JSON with base64 PNGs; the cache holds the same).
                 sizes = [f.stat().st_size for f in (Path(tmp) / name / "cache").rglob("outcomes/*/*.json")]
-                line.update(dask_gather_s=runs[name][1],
+                # Dask's own cost per job: worker-seconds not spent computing, over the jobs.
+                busy = float(gathered.group(2))
+                jobs = int(re.search(r"(\d+) jobs \(", out).group(1))
+                line.update(dask_gather_s=runs[name][1], worker_compute_s=busy, jobs=jobs,
+                            worker_idle_or_overhead_per_job_ms=round(
+                                1000 * (args.workers * runs[name][1] - busy) / jobs, 1),
                             outcome_kb_mean=round(sum(sizes) / max(len(sizes), 1) / 1024, 1))
             print(json.dumps(line), flush=True)
         split_ = split(data, Path(tmp) / "split", args.split_jobs)
     print(json.dumps(split_), flush=True)
     overhead = dask_overhead(args.products, args.workers)
     print(json.dumps(overhead), flush=True)
-    print(json.dumps(projection(args.archive, split_, runs, overhead, [1, 2, 16, 64, 256])), flush=True)
+    print(json.dumps(projection(args.archive, split_, runs, overhead, [1, 2, 16, 64, 256])),
+          flush=True)
     return 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import traceback
 import urllib.request
 import uuid
@@ -47,6 +48,7 @@ class Completed:
     outcome: dict | None     # ``compute(job).to_dict()`` as the worker returned it
     error: str | None        # "<ExceptionType>: <message> (worker <address>)"
     worker: str              # address of the worker that finished it, "" when unknown
+    seconds: float = 0.0     # time the job function ran on the worker
 
 
 @dataclass
@@ -140,12 +142,13 @@ def run_task(compute: Callable[[Any], Any], job: Any) -> dict:
         worker = get_worker().address
     except ValueError:  # not on a worker (called directly)
         worker = ""
+    t0 = time.perf_counter()
     try:
         outcome = compute(job)
     except Exception as exc:  # any failure of one job is that job's error outcome
         return {"worker": worker, "error": f"{type(exc).__name__}: {exc} (worker {worker})",
-                "traceback": traceback.format_exc()}
-    return {"worker": worker, "outcome": outcome.to_dict()}
+                "traceback": traceback.format_exc(), "seconds": time.perf_counter() - t0}
+    return {"worker": worker, "outcome": outcome.to_dict(), "seconds": time.perf_counter() - t0}
 
 
 def run_jobs(client: Any, jobs: Iterable[Any], compute: Callable[[Any], Any], *,
@@ -183,7 +186,8 @@ def _gather(futures: dict, progress: Callable[[Progress], None] | None) -> Itera
         job = futures.pop(future)
         if future.status == "finished":
             data = future.result()
-            completed = Completed(job, data.get("outcome"), data.get("error"), data["worker"])
+            completed = Completed(job, data.get("outcome"), data.get("error"), data["worker"],
+                                  data["seconds"])
         else:
             # The task never returned: its workers kept dying (KilledWorker), or it could
             # not be sent or unpacked on a worker.

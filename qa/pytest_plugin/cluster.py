@@ -85,7 +85,8 @@ class DaskRun:
         for done in run_jobs(client, tasks, compute_on_worker, name=lambda t: t.job.id,
                              progress=meter.jobs):
             self._keep(coll, done, meter, n_products[done.job.job.id])
-        say(f"hasp-qa: {meter.summary()}; gathered in {time.perf_counter() - t0:.1f} s")
+        say(f"hasp-qa: {meter.summary()}; gathered in {time.perf_counter() - t0:.1f} s "
+            f"(workers computed for {meter.seconds:.1f} s)")
         self.plugin.store = OutcomeStore(self._load)
 
     def _worker_job(self, coll: Collection, job: Job) -> WorkerJob:
@@ -103,7 +104,7 @@ class DaskRun:
         path.write_text(json.dumps(data), encoding="utf-8")
         self._files[job.id] = path
         failed = planned if data.get("error") else sum(p["error"] is not None for p in data["products"])
-        meter.products(planned, failed)
+        meter.products(planned, failed, done.seconds)
 
     def _load(self, job: Job) -> JobOutcome:
         path = self._files.get(job.id)
@@ -127,12 +128,14 @@ class _Meter:
         self.total_products = total_products
         self.done_products = 0
         self.failed = 0
+        self.seconds = 0.0
         self.progress: Progress | None = None
         self._last = time.monotonic()
 
-    def products(self, done: int, failed: int) -> None:
+    def products(self, done: int, failed: int, seconds: float) -> None:
         self.done_products += done
         self.failed += failed
+        self.seconds += seconds
         if self.progress is not None and self.progress.done < self.progress.total and \
                 time.monotonic() - self._last >= PROGRESS_EVERY_S:
             self._last = time.monotonic()
