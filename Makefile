@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 .PHONY: venv demo test browser bench fuzz
 .PHONY: venv demo test browser bench importtime bench-runs
 .PHONY: venv demo test browser postgres bench bench-nightly importtime bench-runs
+.PHONY: venv demo test browser bench importtime bench-runs bench-cluster
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -47,6 +48,9 @@ fuzz: $(STAMP)
 # A 200-product night against the loopback archive, files cached, without and with -n 2.
 bench-nightly: $(STAMP)
 	$(BIN)/python -m qa.bench_nightly
+# 200 generated products: plain vs -n 2 vs --dask=local:2, time split, whole-archive projection.
+bench-cluster: $(STAMP)
+	$(BIN)/python -m qa.bench_cluster
 
 # What every pytest run in the venv pays for hasp-qa's two pytest11 entry points (microseconds,
 # cumulative; pytest itself is imported first so that it is not counted).

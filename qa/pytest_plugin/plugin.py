@@ -78,6 +78,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="use only cached downloads; never contact the archive")
     group.addoption("--qa-results", default=None, metavar="PATH",
                     help=f"results JSON (default: next to --html, else {DEFAULT_RESULTS})")
+    group.addoption("--dask", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
+                    metavar="ADDRESS|local[:N]",
+                    help="compute the jobs on a Dask cluster: a running scheduler (tcp://host:8786, "
+                         "env DASK_SCHEDULER_ADDRESS) or local:N worker processes")
 
 
 # The check files shipped in the package (the repository's checks/, copied; the tests
@@ -123,8 +127,15 @@ def pytest_configure(config: pytest.Config) -> None:
         # One program's cases on one worker: its job is computed there once, and the
         # programs are spread over the workers.
         config.option.dist = "loadgroup"
-    config.pluginmanager.register(QAPlugin(config, options), "hasp-qa-run")
+    plugin = QAPlugin(config, options)
+    config.pluginmanager.register(plugin, "hasp-qa-run")
     nightly.register_recorder(config)
+    address = config.getoption("dask")
+    if address:
+        if getattr(config.option, "numprocesses", None):
+            raise pytest.UsageError("--dask and -n are alternatives: the Dask workers compute the jobs")
+        from qa.pytest_plugin.cluster import DaskRun
+        config.pluginmanager.register(DaskRun(config, plugin, address), "hasp-qa-dask")
 
 
 def results_path(config: pytest.Config) -> Path:
