@@ -184,7 +184,9 @@ class NightlyPlugin:
 
     @property
     def controller(self) -> bool:
-        return not hasattr(self.config, "workerinput")
+        """This process records the run: the xdist controller (or the only process) of a
+        run that is not a ``--collect-only`` listing, which writes nothing."""
+        return not (hasattr(self.config, "workerinput") or self.config.getoption("collectonly"))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -287,8 +289,10 @@ class NightlyPlugin:
         if not self.controller or self.run_id is None:
             return
         from qa.render.terminal import render_changes
+        from qa.results import printable
         terminalreporter.write_sep("=", "hasp-qa: what changed")
-        terminalreporter.write_line(render_changes(self.history_dict()))
+        # Ids carry header text: no control sequences reach the terminal.
+        terminalreporter.write_line(printable(render_changes(self.history_dict()), keep="\n"))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list,
