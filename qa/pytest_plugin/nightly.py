@@ -154,7 +154,12 @@ def _forget_rearchived(config: pytest.Config, found: list[ProgramChange]) -> Non
 
 
 def register_recorder(config: pytest.Config) -> None:
-    """Record every QA run in the history, nightly or not (called by ``plugin``)."""
+    """Record every QA run in the history, nightly or not (called by ``plugin``).
+
+    A ``--collect-only`` listing runs and writes nothing, so it is not a run to record.
+    """
+    if config.getoption("collectonly"):
+        return
     if config.pluginmanager.get_plugin(PLUGIN_NAME) is None:
         config.pluginmanager.register(NightlyPlugin(config, Night()), PLUGIN_NAME)
 
