@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from qa.engine import ENGINES
+from qa.pytest_plugin import nightly
 
 if TYPE_CHECKING:
     from qa.checks import Verdict
@@ -37,10 +38,13 @@ if TYPE_CHECKING:
     from qa.results import CheckResult
     from qa.sources import Options, Source
 
+# Nightly discovery and the run history live in their own module (own options and hooks).
+pytest_plugins = ("qa.pytest_plugin.nightly",)
 RESULT_PROPERTY = "hasp_qa_result"
 PRODUCT_PROPERTY = "hasp_qa_product"
 INPUTS_PROPERTY = "hasp_qa_input_errors"
 SOURCES_WORKERINPUT = "hasp_qa_sources"
+LOADGROUP_WORKERINPUT = "hasp_qa_loadgroup"
 DEFAULT_RESULTS = "reports/hasp-qa-results.json"
 
 
@@ -109,7 +113,8 @@ def _options(config: pytest.Config) -> Options:
 
 def pytest_configure(config: pytest.Config) -> None:
     # Decided on the raw options, so that a run without them imports nothing more.
-    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")):
+    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")
+            or nightly.active(config)):  # an empty night is a QA run too
         return
     options = _options(config)
     if not hasattr(config, "workerinput"):
@@ -124,6 +129,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
     plugin = QAPlugin(config, options)
     config.pluginmanager.register(plugin, "hasp-qa-run")
+    nightly.register_recorder(config)
     address = config.getoption("dask")
     if address:
         if getattr(config.option, "numprocesses", None):
@@ -157,13 +163,16 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
     """
     from qa.checks import param_problem
 
+    # --collect-only lists the cases and writes nothing: outputs are left as they are.
+    writes = not config.getoption("collectonly")
     results = results_path(config)
-    _writable_dir(results.parent, "--qa-results")
-    try:
-        results.unlink(missing_ok=True)
-    except OSError as exc:
-        raise pytest.UsageError(f"--qa-results {results}: the previous results cannot be "
-                                f"removed ({exc.strerror or exc})") from None
+    if writes:
+        _writable_dir(results.parent, "--qa-results")
+        try:
+            results.unlink(missing_ok=True)
+        except OSError as exc:
+            raise pytest.UsageError(f"--qa-results {results}: the previous results cannot be "
+                                    f"removed ({exc.strerror or exc})") from None
     for name in ("threshold", "snrmax"):
         value = getattr(options, name)
         problem = None if value is None else param_problem(name, value)
@@ -179,21 +188,18 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
             raise pytest.UsageError(f"--checks {p}: does not exist")
         if p.is_dir() and not any(p.glob("*.toml")):
             raise pytest.UsageError(f"--checks {p}: the directory holds no *.toml check file")
-    _writable_dir(options.cache_dir, "--cache-dir")
+    if writes:
+        _writable_dir(options.cache_dir, "--cache-dir")
 
 
 def _writable_dir(directory: Path, option: str) -> None:
-    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise pytest.UsageError(f"{option} {directory}: {blocker} is a file, not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".hasp-qa-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise pytest.UsageError(f"{option} {directory}: not a writable directory "
-                                f"({exc.strerror or exc})") from None
+    """Refuse a directory that cannot be created or written; create nothing (--collect-only)."""
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise pytest.UsageError(f"{option} {directory}: {existing} is a file, not a directory")
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option} {directory}: not writable ({existing} does not let "
+                                "this user create files)")
 
 
 class CheckFailed(Exception):
@@ -259,6 +265,7 @@ class CheckFile(pytest.File):
         except CheckFileError as exc:
             raise self.CollectError(str(exc)) from exc
         order = {job: i for i, job in enumerate(coll.jobs)}
+        grouped = getattr(self.config, "workerinput", {}).get(LOADGROUP_WORKERINPUT, False)
         mine = [c for c in coll.cases if c.spec.file == str(self.path)]
         # A program's cases run one after the other, so its outcome is released after them.
         for case in sorted(mine, key=lambda c: -1 if c.job is None else order[c.job]):
@@ -267,11 +274,13 @@ class CheckFile(pytest.File):
             name = f"test_{case.spec.name}[{printable(case.case_id)}]"
             # A string node id is parsed into name and params exactly as pytest parses
             # the ids it stores for --lf; a bare name would keep the brackets in the name.
-            item = CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
-                                         case=case, plugin=self.plugin)
-            if case.job is not None:
-                item.add_marker(pytest.mark.xdist_group(f"hasp-qa-job{order[case.job]}"))
-            yield item
+            nodeid = f"{self.nodeid}::{name}"
+            if grouped and case.job is not None:
+                # xdist's loadgroup sends the items whose ids end in the same "@group" to
+                # one worker. (Its own xdist_group mark cannot rename items under pytest 9.)
+                nodeid += f"@hasp-qa-job{order[case.job]}"
+            yield CheckItem.from_parent(self, name=name, nodeid=nodeid, case=case,
+                                        plugin=self.plugin)
 
 
 class QAPlugin:
@@ -309,6 +318,7 @@ class QAPlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         node.workerinput[SOURCES_WORKERINPUT] = json.dumps([s.to_dict() for s in self.sources()])
+        node.workerinput[LOADGROUP_WORKERINPUT] = self.config.option.dist == "loadgroup"
 
     def collection(self) -> Collection:
         if self._collection is None:
