@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import traceback
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 LOCAL = re.compile(r"^local(?::(\d+))?$")
-ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
 class ClusterError(RuntimeError):
@@ -152,7 +150,7 @@ def run_task(compute: Callable[[Any], Any], job: Any) -> dict:
         outcome = compute(job)
     except Exception as exc:  # any failure of one job is that job's error outcome
         return {"worker": worker, "error": f"{type(exc).__name__}: {exc} (worker {worker})",
-                "traceback": traceback.format_exc(), "seconds": time.perf_counter() - t0}
+                "seconds": time.perf_counter() - t0}
     return {"worker": worker, "outcome": outcome.to_dict(), "seconds": time.perf_counter() - t0}
 
 
