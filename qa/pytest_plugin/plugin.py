@@ -147,13 +147,16 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
     """
     from qa.checks import param_problem
 
+    # --collect-only lists the cases and touches no file: no probe, no removal.
+    touch = not config.option.collectonly
     results = results_path(config)
-    _writable_dir(results.parent, "--qa-results")
-    try:
-        results.unlink(missing_ok=True)
-    except OSError as exc:
-        raise pytest.UsageError(f"--qa-results {results}: the previous results cannot be "
-                                f"removed ({exc.strerror or exc})") from None
+    if touch:
+        _writable_dir(results.parent, "--qa-results")
+        try:
+            results.unlink(missing_ok=True)
+        except OSError as exc:
+            raise pytest.UsageError(f"--qa-results {results}: the previous results cannot be "
+                                    f"removed ({exc.strerror or exc})") from None
     for name in ("threshold", "snrmax"):
         value = getattr(options, name)
         problem = None if value is None else param_problem(name, value)
@@ -169,7 +172,8 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
             raise pytest.UsageError(f"--checks {p}: does not exist")
         if p.is_dir() and not any(p.glob("*.toml")):
             raise pytest.UsageError(f"--checks {p}: the directory holds no *.toml check file")
-    _writable_dir(options.cache_dir, "--cache-dir")
+    if touch:
+        _writable_dir(options.cache_dir, "--cache-dir")
 
 
 def _writable_dir(directory: Path, option: str) -> None:
