@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.cache import OutcomeCache, cache_key, sha256_file
-from qa.checks import REGISTRY, CheckSpec, Subject, Verdict, load_checks
+from qa.checks import REGISTRY, CheckSpec, Subject, Verdict, load_checks, product_medians
 from qa.engine.grouping import ProductPlan, plan_products, product_filename
 from qa.engine.native import plan_key
 from qa.engine.prefilter import PREFILTERS, prefilter
@@ -594,6 +594,7 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
         if job.params.figures:
             po.figures, po.notes = _figures(product, plan, po.remediation, fixed, root)
             outcome.figure_sets += 1
+    product.coadd_median, product.input_medians = product_medians(product, plan.datasets)
     po.product = replace(product, **{name: None for name in ARRAY_FIELDS})
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from qa.engine import ENGINES
+from qa.pytest_plugin import nightly
 
 if TYPE_CHECKING:
     from qa.checks import Verdict
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from qa.results import CheckResult
     from qa.sources import Options, Source
 
+# Nightly discovery and the run history live in their own module (own options and hooks).
+pytest_plugins = ("qa.pytest_plugin.nightly",)
 RESULT_PROPERTY = "hasp_qa_result"
 PRODUCT_PROPERTY = "hasp_qa_product"
 INPUTS_PROPERTY = "hasp_qa_input_errors"
@@ -75,6 +78,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="use only cached downloads; never contact the archive")
     group.addoption("--qa-results", default=None, metavar="PATH",
                     help=f"results JSON (default: next to --html, else {DEFAULT_RESULTS})")
+    group.addoption("--dask", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
+                    metavar="ADDRESS|local[:N]",
+                    help="compute the jobs on a Dask cluster: a running scheduler (tcp://host:8786, "
+                         "env DASK_SCHEDULER_ADDRESS) or local:N worker processes")
 
 
 # The check files shipped in the package (the repository's checks/, copied; the tests
@@ -106,7 +113,8 @@ def _options(config: pytest.Config) -> Options:
 
 def pytest_configure(config: pytest.Config) -> None:
     # Decided on the raw options, so that a run without them imports nothing more.
-    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")):
+    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")
+            or nightly.active(config)):  # an empty night is a QA run too
         return
     options = _options(config)
     if not hasattr(config, "workerinput"):
@@ -119,7 +127,15 @@ def pytest_configure(config: pytest.Config) -> None:
         # One program's cases on one worker: its job is computed there once, and the
         # programs are spread over the workers.
         config.option.dist = "loadgroup"
-    config.pluginmanager.register(QAPlugin(config, options), "hasp-qa-run")
+    plugin = QAPlugin(config, options)
+    config.pluginmanager.register(plugin, "hasp-qa-run")
+    nightly.register_recorder(config)
+    address = config.getoption("dask")
+    if address:
+        if getattr(config.option, "numprocesses", None):
+            raise pytest.UsageError("--dask and -n are alternatives: the Dask workers compute the jobs")
+        from qa.pytest_plugin.cluster import DaskRun
+        config.pluginmanager.register(DaskRun(config, plugin, address), "hasp-qa-dask")
 
 
 def results_path(config: pytest.Config) -> Path:
@@ -147,10 +163,10 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
     """
     from qa.checks import param_problem
 
-    # --collect-only lists the cases and touches no file: no probe, no removal.
-    touch = not config.option.collectonly
+    # --collect-only lists the cases and writes nothing: outputs are left as they are.
+    writes = not config.getoption("collectonly")
     results = results_path(config)
-    if touch:
+    if writes:
         _writable_dir(results.parent, "--qa-results")
         try:
             results.unlink(missing_ok=True)
@@ -172,22 +188,18 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
             raise pytest.UsageError(f"--checks {p}: does not exist")
         if p.is_dir() and not any(p.glob("*.toml")):
             raise pytest.UsageError(f"--checks {p}: the directory holds no *.toml check file")
-    if touch:
+    if writes:
         _writable_dir(options.cache_dir, "--cache-dir")
 
 
 def _writable_dir(directory: Path, option: str) -> None:
-    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise pytest.UsageError(f"{option} {directory}: {blocker} is a file, not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".hasp-qa-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise pytest.UsageError(f"{option} {directory}: not a writable directory "
-                                f"({exc.strerror or exc})") from None
+    """Refuse a directory that cannot be created or written; create nothing (--collect-only)."""
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise pytest.UsageError(f"{option} {directory}: {existing} is a file, not a directory")
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option} {directory}: not writable ({existing} does not let "
+                                "this user create files)")
 
 
 class CheckFailed(Exception):
