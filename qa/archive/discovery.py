@@ -162,7 +162,7 @@ def _client(mast_url: str, timeout: float) -> Any:
     client.mission = "hst"
     service.TIMEOUT = timeout
     for scheme in ("http://", "https://"):
-        # Per-request timeout only: discovery has no per-program deadline.
+        # The search has no per-program deadline: only the per-request timeout applies.
         service._session.mount(scheme, _TimeoutAdapter(_Clock("discovery", timeout, None)))
     with _column_server(mast_url):
         client.get_column_list()  # cached on the instance; later queries validate against it
