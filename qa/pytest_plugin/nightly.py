@@ -198,8 +198,8 @@ class NightlyPlugin:
         node.workerinput[WORKER_KEY] = self.night.to_json()
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if not self.controller:
-            return
+        if not self.controller or self.config.getoption("collectonly"):
+            return  # --collect-only records nothing (it writes no file)
         from sqlalchemy.exc import SQLAlchemyError
 
         from qa.history.store import HistoryStore, display_name
