@@ -288,7 +288,8 @@ class NightlyPlugin:
             return
         from qa.render.terminal import render_changes
         terminalreporter.write_sep("=", "hasp-qa: what changed")
-        terminalreporter.write_line(render_changes(self.history_dict()))
+        from qa.results import printable   # product keys hold header text: no control sequences
+        terminalreporter.write_line(printable(render_changes(self.history_dict()), keep="\n"))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list,
