@@ -11,7 +11,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[browser,test]'
 	touch $(STAMP)
 
+.PHONY: venv demo test browser bench fuzz
+.PHONY: venv demo test browser bench importtime bench-runs
 .PHONY: venv demo test browser postgres bench bench-nightly importtime bench-runs
+.PHONY: venv demo test browser bench importtime bench-runs bench-cluster
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -37,9 +40,17 @@ test: $(STAMP) browser postgres
 bench: $(STAMP)
 	$(BIN)/python -m qa.bench
 
+# Differential run against the real hasp on fresh random scenarios (one summary line;
+# a mismatch is shrunk into tests/data/differential/). FUZZ_ARGS="--seed 7 --scenarios 50".
+FUZZ_ARGS ?= --scenarios 300
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.differential $(FUZZ_ARGS)
 # A 200-product night against the loopback archive, files cached, without and with -n 2.
 bench-nightly: $(STAMP)
 	$(BIN)/python -m qa.bench_nightly
+# 200 generated products: plain vs -n 2 vs --dask=local:2, time split, whole-archive projection.
+bench-cluster: $(STAMP)
+	$(BIN)/python -m qa.bench_cluster
 
 # What every pytest run in the venv pays for hasp-qa's two pytest11 entry points (microseconds,
 # cumulative; pytest itself is imported first so that it is not counted).

@@ -21,9 +21,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from qa.archive.fetch import resolve_mast_url
+from qa.archive.fetch import _Clock, _TimeoutAdapter, resolve_mast_url
 
 INSTRUMENTS = "COS,STIS"
 CONDITIONS = {"sci_instrume": INSTRUMENTS, "sci_obs_type": "SPECTRUM", "sci_aec": "S",
@@ -33,18 +32,6 @@ COLUMNS = ("sci_data_set_name", "sci_pep_id", "sci_instrume", "sci_targname",
 PAGE_SIZE = 500
 _MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
 _MJD = re.compile(r"\d{5}(\.\d*)?")
-
-
-class _Timeout(HTTPAdapter):
-    """Every Search API request gets ``timeout`` (astroquery passes its own 10 minutes)."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        kwargs["timeout"] = self.timeout
-        return super().send(request, **kwargs)
 
 
 class DiscoveryError(Exception):
@@ -175,7 +162,8 @@ def _client(mast_url: str, timeout: float) -> Any:
     client.mission = "hst"
     service.TIMEOUT = timeout
     for scheme in ("http://", "https://"):
-        service._session.mount(scheme, _Timeout(timeout))
+        # The search has no per-program deadline: only the per-request timeout applies.
+        service._session.mount(scheme, _TimeoutAdapter(_Clock("discovery", timeout, None)))
     with _column_server(mast_url):
         client.get_column_list()  # cached on the instance; later queries validate against it
     return client

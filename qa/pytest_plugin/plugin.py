@@ -44,6 +44,7 @@ RESULT_PROPERTY = "hasp_qa_result"
 PRODUCT_PROPERTY = "hasp_qa_product"
 INPUTS_PROPERTY = "hasp_qa_input_errors"
 SOURCES_WORKERINPUT = "hasp_qa_sources"
+LOADGROUP_WORKERINPUT = "hasp_qa_loadgroup"
 DEFAULT_RESULTS = "reports/hasp-qa-results.json"
 
 
@@ -77,6 +78,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="use only cached downloads; never contact the archive")
     group.addoption("--qa-results", default=None, metavar="PATH",
                     help=f"results JSON (default: next to --html, else {DEFAULT_RESULTS})")
+    group.addoption("--dask", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
+                    metavar="ADDRESS|local[:N]",
+                    help="compute the jobs on a Dask cluster: a running scheduler (tcp://host:8786, "
+                         "env DASK_SCHEDULER_ADDRESS) or local:N worker processes")
 
 
 # The check files shipped in the package (the repository's checks/, copied; the tests
@@ -122,8 +127,15 @@ def pytest_configure(config: pytest.Config) -> None:
         # One program's cases on one worker: its job is computed there once, and the
         # programs are spread over the workers.
         config.option.dist = "loadgroup"
-    config.pluginmanager.register(QAPlugin(config, options), "hasp-qa-run")
+    plugin = QAPlugin(config, options)
+    config.pluginmanager.register(plugin, "hasp-qa-run")
     nightly.register_recorder(config)
+    address = config.getoption("dask")
+    if address:
+        if getattr(config.option, "numprocesses", None):
+            raise pytest.UsageError("--dask and -n are alternatives: the Dask workers compute the jobs")
+        from qa.pytest_plugin.cluster import DaskRun
+        config.pluginmanager.register(DaskRun(config, plugin, address), "hasp-qa-dask")
 
 
 def results_path(config: pytest.Config) -> Path:
@@ -181,17 +193,13 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
 
 
 def _writable_dir(directory: Path, option: str) -> None:
-    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise pytest.UsageError(f"{option} {directory}: {blocker} is a file, not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".hasp-qa-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise pytest.UsageError(f"{option} {directory}: not a writable directory "
-                                f"({exc.strerror or exc})") from None
+    """Refuse a directory that cannot be created or written; create nothing (--collect-only)."""
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise pytest.UsageError(f"{option} {directory}: {existing} is a file, not a directory")
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option} {directory}: not writable ({existing} does not let "
+                                "this user create files)")
 
 
 class CheckFailed(Exception):
@@ -257,6 +265,7 @@ class CheckFile(pytest.File):
         except CheckFileError as exc:
             raise self.CollectError(str(exc)) from exc
         order = {job: i for i, job in enumerate(coll.jobs)}
+        grouped = getattr(self.config, "workerinput", {}).get(LOADGROUP_WORKERINPUT, False)
         mine = [c for c in coll.cases if c.spec.file == str(self.path)]
         # A program's cases run one after the other, so its outcome is released after them.
         for case in sorted(mine, key=lambda c: -1 if c.job is None else order[c.job]):
@@ -265,11 +274,13 @@ class CheckFile(pytest.File):
             name = f"test_{case.spec.name}[{printable(case.case_id)}]"
             # A string node id is parsed into name and params exactly as pytest parses
             # the ids it stores for --lf; a bare name would keep the brackets in the name.
-            item = CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
-                                         case=case, plugin=self.plugin)
-            if case.job is not None:
-                item.add_marker(pytest.mark.xdist_group(f"hasp-qa-job{order[case.job]}"))
-            yield item
+            nodeid = f"{self.nodeid}::{name}"
+            if grouped and case.job is not None:
+                # xdist's loadgroup sends the items whose ids end in the same "@group" to
+                # one worker. (Its own xdist_group mark cannot rename items under pytest 9.)
+                nodeid += f"@hasp-qa-job{order[case.job]}"
+            yield CheckItem.from_parent(self, name=name, nodeid=nodeid, case=case,
+                                        plugin=self.plugin)
 
 
 class QAPlugin:
@@ -307,6 +318,7 @@ class QAPlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         node.workerinput[SOURCES_WORKERINPUT] = json.dumps([s.to_dict() for s in self.sources()])
+        node.workerinput[LOADGROUP_WORKERINPUT] = self.config.option.dist == "loadgroup"
 
     def collection(self) -> Collection:
         if self._collection is None:
