@@ -137,7 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
         except DiscoveryError as err:
             raise pytest.UsageError(f"--released-since: {err}") from None
         night = Night(window, found)
-        _forget_rearchived(config, found)
+        if not config.getoption("collectonly"):  # --collect-only changes nothing
+            _forget_rearchived(config, found)
     config.option.program = list(config.getoption("program")) + [p.program for p in night.programs]
     config.pluginmanager.register(NightlyPlugin(config, night), PLUGIN_NAME)
 
@@ -154,12 +155,7 @@ def _forget_rearchived(config: pytest.Config, found: list[ProgramChange]) -> Non
 
 
 def register_recorder(config: pytest.Config) -> None:
-    """Record every QA run in the history, nightly or not (called by ``plugin``).
-
-    A ``--collect-only`` listing runs and writes nothing, so it is not a run to record.
-    """
-    if config.getoption("collectonly"):
-        return
+    """Record every QA run in the history, nightly or not (called by ``plugin``)."""
     if config.pluginmanager.get_plugin(PLUGIN_NAME) is None:
         config.pluginmanager.register(NightlyPlugin(config, Night()), PLUGIN_NAME)
 
@@ -189,9 +185,7 @@ class NightlyPlugin:
 
     @property
     def controller(self) -> bool:
-        """This process records the run: the xdist controller (or the only process) of a
-        run that is not a ``--collect-only`` listing, which writes nothing."""
-        return not (hasattr(self.config, "workerinput") or self.config.getoption("collectonly"))
+        return not hasattr(self.config, "workerinput")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -199,7 +193,7 @@ class NightlyPlugin:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if not self.controller or self.config.getoption("collectonly"):
-            return  # --collect-only records nothing (it writes no file)
+            return  # workers report to the controller; --collect-only records nothing
         from sqlalchemy.exc import SQLAlchemyError
 
         from qa.history.store import HistoryStore, display_name
@@ -296,7 +290,7 @@ class NightlyPlugin:
         from qa.render.terminal import render_changes
         from qa.results import printable
         terminalreporter.write_sep("=", "hasp-qa: what changed")
-        # Ids carry header text: no control sequences reach the terminal.
+        # Case ids carry target names from headers: control characters show as %XX.
         terminalreporter.write_line(printable(render_changes(self.history_dict()), keep="\n"))
 
     @pytest.hookimpl(optionalhook=True)
