@@ -59,7 +59,9 @@ class DaskCluster:
     def start(self) -> "DaskCluster":
         scheduler_file = self.workdir / "scheduler.json"
         self.scheduler = self._spawn([*DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                      "--scheduler-file", str(scheduler_file)], "scheduler.log")
+                                      "--scheduler-file", str(scheduler_file),
+                                      # Gone by itself if a killed test run leaves it behind.
+                                      "--idle-timeout", "600s"], "scheduler.log")
         deadline = time.monotonic() + 60
         while not scheduler_file.exists():
             if self.scheduler.poll() is not None or time.monotonic() > deadline:
@@ -75,7 +77,8 @@ class DaskCluster:
 
     def add_worker(self, name: str) -> subprocess.Popen:
         proc = self._spawn([*DASK, "worker", self.address, "--no-nanny", "--nthreads", "1", "--no-dashboard",
-                            "--name", name, "--local-directory", str(self.workdir / name)],
+                            "--name", name, "--local-directory", str(self.workdir / name),
+                            "--death-timeout", "60s"],  # and its workers once it is gone
                            f"{name}.log")
         self.workers.append(proc)
         return proc

@@ -442,9 +442,10 @@ def _offline_problem(path: Path, product: dict[str, Any]) -> str | None:
 class _TimeoutAdapter(HTTPAdapter):
     """Gives every request a timeout: astroquery's downloads pass none and could hang."""
 
-    def __init__(self, clock: _Clock) -> None:
+    def __init__(self, clock: _Clock | float) -> None:
         super().__init__()
-        self.clock = clock
+        # A plain number (other archive clients) is a per-request timeout without a deadline.
+        self.clock = clock if isinstance(clock, _Clock) else _Clock("", float(clock), None)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         # astroquery's queries pass their own (10-minute) timeout: ours always wins.

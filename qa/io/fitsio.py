@@ -10,7 +10,6 @@ magic bytes, as astropy does) are decompressed in memory.
 """
 from __future__ import annotations
 
-import gzip
 import re
 import zlib
 from dataclasses import dataclass

@@ -137,7 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
         except DiscoveryError as err:
             raise pytest.UsageError(f"--released-since: {err}") from None
         night = Night(window, found)
-        _forget_rearchived(config, found)
+        if not config.getoption("collectonly"):  # --collect-only changes nothing
+            _forget_rearchived(config, found)
     config.option.program = list(config.getoption("program")) + [p.program for p in night.programs]
     config.pluginmanager.register(NightlyPlugin(config, night), PLUGIN_NAME)
 
@@ -191,8 +192,8 @@ class NightlyPlugin:
         node.workerinput[WORKER_KEY] = self.night.to_json()
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if not self.controller:
-            return
+        if not self.controller or self.config.getoption("collectonly"):
+            return  # workers report to the controller; --collect-only records nothing
         from sqlalchemy.exc import SQLAlchemyError
 
         from qa.history.store import HistoryStore, display_name
@@ -287,8 +288,10 @@ class NightlyPlugin:
         if not self.controller or self.run_id is None:
             return
         from qa.render.terminal import render_changes
+        from qa.results import printable
         terminalreporter.write_sep("=", "hasp-qa: what changed")
-        terminalreporter.write_line(render_changes(self.history_dict()))
+        # Case ids carry target names from headers: control characters show as %XX.
+        terminalreporter.write_line(printable(render_changes(self.history_dict()), keep="\n"))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list,

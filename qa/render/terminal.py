@@ -56,6 +56,9 @@ def render_summary(results_doc: dict) -> str:
     return "\n".join(lines)
 
 
+QUIET_CHANGES = ("still passing", "still failing")
+
+
 def render_changes(history: dict) -> str:
     """What changed since the previous runs (the ``history`` part of the results JSON)."""
     lines = []
@@ -71,7 +74,11 @@ def render_changes(history: dict) -> str:
                  + (f"run(s) {', '.join(map(str, previous))}" if previous else "no earlier run"))
     tally = history["tally"]
     lines.append("changes: " + (", ".join(f"{n} {k}" for k, n in tally.items()) or "none"))
+    # Listed one by one: what a reviewer acts on; steady verdicts and new passing products
+    # are in the tally only (a first run would otherwise list every case).
     for c in history["changes"]:
+        if c["kind"] in QUIET_CHANGES or (c["kind"] == "new product" and not c["alert"]):
+            continue
         flag = "  [new]" if c["alert"] else ""
         lines.append(f"  {c['kind'].upper():<18} {c['case_id']} ({c['check']}): {c['detail']}{flag}")
     if history["fail_on"] == "new":
