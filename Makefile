@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[browser]'
 	touch $(STAMP)
 
-.PHONY: venv demo test browser bench
+.PHONY: venv demo test browser bench bench-figures bench-report
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -30,3 +30,7 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python -m qa.bench
+
+# CPU-s of all figures of one product (budgets 0.25 / 0.5 CPU-s, issue 12).
+bench-figures: $(STAMP)
+	$(BIN)/python -m qa.bench figures

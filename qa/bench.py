@@ -1,7 +1,8 @@
 """Benchmark: both engines on the same inputs in one process, one JSON line per case.
 
-Run ``python -m qa.bench`` (``--repeat N`` for more timing runs). Each timing
-includes reading the files: an engine run starts from paths on disk. The
+Run ``python -m qa.bench`` (``--repeat N`` for more timing runs). ``python -m qa.bench
+figures`` and ``python -m qa.bench report`` run the report side's benchmarks
+(:mod:`qa.render.bench`). Each timing includes reading the files: an engine run starts from paths on disk. The
 printed ``agree`` is :func:`qa.engine.parity.differences` with rtol 1e-6.
 """
 from __future__ import annotations
@@ -65,6 +66,10 @@ def run_case(name: str, files: list[Path], repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["figures"], ["report"]):
+        from qa.render.bench import main as report_bench   # the report side's benchmarks
+        return report_bench(argv)
     parser = argparse.ArgumentParser(prog="python -m qa.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timing runs of the native engine "
                         "(best is kept; the reference runs a third as often)")
