@@ -111,10 +111,10 @@ def write_cspec(product: Product, scaled_paths: list[Path], path: str | Path,
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", VerifyWarning)
         prod.write(str(tmp), True, level=LEVELS.get(product.level, ""))
-    with fits.open(tmp, mode="update") as hdul:
-        header = hdul[0].header
-        header["FILENAME"] = (path.name, "Name of this file")
-        for card in provenance_cards(remediation, source_sha256):
-            header[card[0]] = card[1:]
+        with fits.open(tmp, mode="update") as hdul:
+            header = hdul[0].header
+            header["FILENAME"] = (path.name, "Name of this file")
+            for card in provenance_cards(remediation, source_sha256):
+                header[card[0]] = card[1:]
     tmp.replace(path)
     return path
