@@ -2,7 +2,7 @@
 
 Every array comes from a seeded :class:`numpy.random.Generator`, so one seed gives
 byte-identical data. The instrument models are a handful of analytic parameters
-fitted once to the real files in ``shared/data/real`` (see the comments at each
+fitted once to the real files in ``tests/data/real`` (see the comments at each
 constant); those files are never read here.
 
 Count model (per pixel, STIS and COS alike)::

@@ -1,20 +1,44 @@
-"""Shared fixtures: the real STIS files in ../shared and copies derived from them."""
+"""Shared fixtures: the real STIS files in tests/data/real and copies derived from them."""
 from __future__ import annotations
 
+import gzip
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
-REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+REAL_DATA = Path(__file__).resolve().parent / "data" / "real"
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    """``{file name: sha256 hex}`` from a ``sha256sum`` output file."""
+    sums = {}
+    for line in path.read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        sums[name.lstrip("*")] = digest
+    return sums
 
 
 @pytest.fixture(scope="session")
-def real_dir() -> Path:
-    """The read-only directory of real STIS x1d files."""
-    assert REAL_DIR.is_dir(), f"{REAL_DIR} missing: CI clones the repo beside ../shared"
-    return REAL_DIR
+def real_dir(tmp_path_factory) -> Path:
+    """A read-only directory of the real STIS x1d files, decompressed and verified.
+
+    The repository keeps them gzip-compressed (``tests/data/real/*.fits.gz``); tests,
+    the ``hasp`` engine and astropy get the archive's plain ``*_x1d.fits`` bytes,
+    checked against ``SHA256SUMS`` so a test never runs on altered data.
+    """
+    out = tmp_path_factory.mktemp("real")
+    for name, digest in read_sums(REAL_DATA / "SHA256SUMS").items():
+        data = gzip.decompress((REAL_DATA / f"{name}.gz").read_bytes())
+        actual = hashlib.sha256(data).hexdigest()
+        assert actual == digest, f"{name}.gz decompresses to sha256 {actual}, SHA256SUMS says {digest}"
+        dest = out / name
+        dest.write_bytes(data)
+        dest.chmod(0o444)
+    out.chmod(0o555)
+    return out
 
 
 def derive_copy(src: Path, dest_dir: Path, rootname: str, *, flux_scale: float = 1.0,

@@ -5,6 +5,7 @@ HASP rejects the faintest one, plus the real o3zx02070 (E230M) that passes.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -69,6 +70,19 @@ def test_data_dir_run(data_dir, tmp_path):
     assert rem["rejected_after"] == [] and rem["factors"]["o5jy03030_x1d.fits"] > 1.3
     assert data["programs"]["8016"]["engine_result"]["engine"] == "native"
     assert "hasp" in data["environment"]
+
+
+def test_gzip_data_dir_gives_the_same_verdicts(data_dir, tmp_path):
+    packed = tmp_path / "gz" / "8016"
+    packed.mkdir(parents=True)
+    for path in data_dir.iterdir():
+        (packed / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    code, out, data = qa(tmp_path, f"--data-dir={packed}")
+    assert code == 1, out
+    got = outcomes(data)
+    assert {k for k, v in got.items() if v == "failed"} == EXPECTED_FAILED
+    assert got[("snr_gain", VISIT)] == "passed"
+    assert "remediation: scaled to o5jy03010_x1d.fits.gz" in out
 
 
 def test_select_with_k_and_junit(data_dir, tmp_path):

@@ -1,7 +1,9 @@
 """Bad input is refused with a message naming the file and the problem."""
 from __future__ import annotations
 
+import gzip
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from astropy.io import fits
 from qa.engine import native
 from qa.errors import InputError
 from qa.io import fitsio
-from qa.io.reader import read_dataset, read_dataset_astropy, validate_dataset
+from qa.io.reader import find_spectra, read_dataset, read_dataset_astropy, validate_dataset
 
 from .conftest import derive_copy
 
@@ -117,15 +119,72 @@ def test_files_are_not_modified(real_dir):
     assert (real_dir / "o4vt02040_x1d.fits").read_bytes() == before
 
 
-@pytest.mark.parametrize("name", ["o4vt02040", "o3zx02070", "odbue5030", "ocb6f1020", "ocb6i2020"])
+REAL_NAMES = ["o4vt02040", "o3zx02070", "odbue5030", "ocb6f1020", "ocb6i2020"]
+
+
+def assert_same_data(a, b):
+    assert a.primary == b.primary and a.visit == b.visit
+    for x, y in zip(a.exposures, b.exposures, strict=True):
+        assert x.header == y.header and x.row_labels == y.row_labels
+        for col in ("wavelength", "flux", "error", "gross", "net", "dq"):
+            assert np.array_equal(getattr(x, col), getattr(y, col))
+
+
+@pytest.mark.parametrize("name", REAL_NAMES)
 def test_fast_reader_equals_astropy(real_dir, name):
     fast = read_dataset(real_dir / f"{name}_x1d.fits")
     slow = read_dataset_astropy(real_dir / f"{name}_x1d.fits")
-    assert fast.primary == slow.primary
-    for a, b in zip(fast.exposures, slow.exposures, strict=True):
-        assert a.header == b.header and a.row_labels == b.row_labels
-        for col in ("wavelength", "flux", "error", "gross", "net", "dq"):
-            assert np.array_equal(getattr(a, col), getattr(b, col))
+    assert_same_data(fast, slow)
+
+
+def gzip_copy(src: Path, dest_dir: Path) -> Path:
+    """``dest_dir/<src name>.gz``, as the archive and users keep files."""
+    dest = dest_dir / f"{src.name}.gz"
+    dest.write_bytes(gzip.compress(src.read_bytes()))
+    return dest
+
+
+@pytest.mark.parametrize("name", REAL_NAMES)
+def test_gzip_files_read_like_plain_ones(real_dir, tmp_path, name):
+    plain = read_dataset(real_dir / f"{name}_x1d.fits")
+    gz = gzip_copy(real_dir / f"{name}_x1d.fits", tmp_path)
+    for ds in (read_dataset(gz), read_dataset_astropy(gz)):
+        assert ds.path == gz
+        assert_same_data(ds, plain)
+
+
+def test_truncated_gzip(real_dir, tmp_path):
+    gz = gzip_copy(real_dir / "o4vt02040_x1d.fits", tmp_path)
+    gz.write_bytes(gz.read_bytes()[:100_000])
+    with pytest.raises(InputError) as info:
+        read_dataset(gz)
+    assert "o4vt02040_x1d.fits.gz" in str(info.value) and "gzip" in str(info.value)
+
+
+def test_find_spectra_takes_gzip_files_once(tmp_path):
+    for name in ("o1aa01010_x1d.fits", "o1aa01010_x1d.fits.gz", "o1aa01020_x1d.fits.gz",
+                 "o1aa01030_sx1.fits.gz", "o1aa01040_flt.fits.gz", "o1aa01050_x1d.fits.bz2"):
+        (tmp_path / name).write_bytes(b"")
+    # Where both forms exist the plain file is the one HASP would read: never both.
+    assert [p.name for p in find_spectra(tmp_path)] == [
+        "o1aa01010_x1d.fits", "o1aa01020_x1d.fits.gz", "o1aa01030_sx1.fits.gz"]
+
+
+def test_engine_on_gzip_files_decides_as_on_plain_ones(real_dir, tmp_path):
+    plain, packed = tmp_path / "plain", tmp_path / "gz"
+    plain.mkdir()
+    packed.mkdir()
+    for root, scale in (("o5jy03010", 1.0), ("o5jy03020", 0.838), ("o5jy03030", 0.755)):
+        gzip_copy(derive_copy(real_dir / "o4vt02040_x1d.fits", plain, root, flux_scale=scale), packed)
+    a, b = native.run(plain), native.run(packed)
+    assert b.inputs == [f"{name}.gz" for name in a.inputs] and not b.input_errors
+    # Same products (the visit comes from the name without .gz), same decisions, same arrays.
+    assert [p.key for p in b.products] == [p.key for p in a.products]
+    assert "8016-G191B2B-STIS/E140M-visit03" in [p.key for p in b.products]
+    for p, q in zip(a.products, b.products):
+        assert [f"{f}.gz" for f in p.kept] == q.kept
+        assert [f"{r.file}.gz" for r in p.rejected] == [r.file for r in q.rejected]
+        assert np.array_equal(p.flux, q.flux) and np.array_equal(p.snr, q.snr)
 
 
 def test_scaled_columns_fall_back_to_astropy(real_dir, tmp_path):

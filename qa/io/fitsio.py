@@ -5,11 +5,14 @@ table field; for the ~100 keywords and ~20 columns of an x1d file that costs
 ~5 ms, more than co-adding it. This module parses the 80-character cards and
 maps a binary table onto one numpy dtype. It covers what HST x1d files use;
 anything else raises :class:`Unsupported` and the caller reads the file with
-astropy instead.
+astropy instead. Gzip-compressed files (``*_x1d.fits.gz``, recognised by their
+magic bytes, as astropy does) are decompressed in memory.
 """
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import numpy as np
 
 BLOCK = 2880
 CARD = 80
+GZIP_MAGIC = b"\x1f\x8b"
 _TFORM = re.compile(r"^\s*(\d*)\s*([LXBIJKAEDCM])\s*$")
 _TFORM_DTYPE = {"L": "S1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8",
                 "C": ">c8", "M": ">c16"}
@@ -98,15 +102,32 @@ def _data_bytes(header: dict[str, object]) -> int:
     return int(header.get("GCOUNT", 1)) * (size + int(header.get("PCOUNT", 0)))
 
 
-def read_hdus(path: str | Path) -> tuple[bytes, list[Hdu]]:
-    """The file's bytes and its HDUs.
+def read_bytes(path: str | Path) -> bytes:
+    """The file's FITS bytes: its content, decompressed when it is gzip-compressed.
 
     Raises
     ------
     FitsFormatError
-        Not FITS, or a header or data unit is cut short.
+        A gzip stream that is cut short or corrupt.
     """
     buf = Path(path).read_bytes()
+    if not buf.startswith(GZIP_MAGIC):
+        return buf
+    try:
+        return gzip.decompress(buf)
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise FitsFormatError(f"corrupt or truncated gzip file ({exc})") from exc
+
+
+def read_hdus(path: str | Path) -> tuple[bytes, list[Hdu]]:
+    """The file's (decompressed) bytes and its HDUs.
+
+    Raises
+    ------
+    FitsFormatError
+        Not FITS, a corrupt gzip stream, or a header or data unit is cut short.
+    """
+    buf = read_bytes(path)
     if not buf.startswith(b"SIMPLE  ="):
         raise FitsFormatError("not a FITS file (it does not start with a SIMPLE card)")
     hdus = []

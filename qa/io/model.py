@@ -100,5 +100,6 @@ class Dataset:
 
     @property
     def visit(self) -> str:
-        # HASP takes the visit from the file name: characters [-14:-12].
-        return str(self.path)[-14:-12]
+        # HASP takes the visit from the file name: characters [-14:-12] of the plain
+        # ``*_x1d.fits`` name, which for ``*_x1d.fits.gz`` is the name without ``.gz``.
+        return str(self.path).removesuffix(".gz")[-14:-12]

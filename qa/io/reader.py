@@ -27,14 +27,19 @@ from qa.io.model import (
 )
 
 INSTRUMENTS = ("STIS", "COS")
-SPECTRUM_PATTERNS = ("*_x1d.fits", "*_sx1.fits")
+SPECTRUM_PATTERNS = ("*_x1d.fits", "*_sx1.fits", "*_x1d.fits.gz", "*_sx1.fits.gz")
 
 
 def find_spectra(directory: str | Path) -> list[Path]:
-    """Return the ``*_x1d.fits`` and ``*_sx1.fits`` files of a directory, sorted as HASP sorts them."""
+    """Return the ``*_x1d.fits`` and ``*_sx1.fits`` files of a directory, sorted as HASP sorts them.
+
+    Gzip-compressed ``*.fits.gz`` files count too (HASP itself globs only plain
+    files); where both ``X.fits`` and ``X.fits.gz`` exist, only ``X.fits`` is taken,
+    so one exposure is never co-added twice.
+    """
     directory = Path(directory)
-    found = [p for pattern in SPECTRUM_PATTERNS for p in directory.glob(pattern)]
-    return sorted(found, key=str)
+    found = {p for pattern in SPECTRUM_PATTERNS for p in directory.glob(pattern)}
+    return sorted((p for p in found if not (p.suffix == ".gz" and p.with_suffix("") in found)), key=str)
 
 
 def read_dataset(path: str | Path) -> Dataset:
@@ -43,7 +48,7 @@ def read_dataset(path: str | Path) -> Dataset:
     Parameters
     ----------
     path : path-like
-        An ``x1d`` or ``sx1`` file of STIS or COS.
+        An ``x1d`` or ``sx1`` file of STIS or COS, plain or gzip-compressed.
 
     Returns
     -------
