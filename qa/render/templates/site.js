@@ -22,10 +22,10 @@
     var shown = 0, i, r, p, ok;
     for (i = 0; i < data.rows.length; i++) {
       r = data.rows[i]; p = data.products[r[0]];
-      ok = (!program || p[2] === program) && (!instrument || p[3] === instrument) &&
+      ok = !!((!program || p[2] === program) && (!instrument || p[3] === instrument) &&
            (!mode || p[4] === mode) && outcome(r[2]) &&
-           (!search || r[1].toLowerCase().indexOf(search) >= 0);
-      if (rows[i].hidden === ok) { rows[i].hidden = !ok; }
+           (!search || r[1].toLowerCase().indexOf(search) >= 0));
+      if (rows[i].hidden === ok) { rows[i].hidden = !ok; }   // touch the DOM only on change
       if (ok) { shown++; }
     }
     // A product row shows while one of its exposures does; a program while one product does.
