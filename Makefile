@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[browser]'
+	$(BIN)/python -m pip install -q -e '.[browser,test]'
 	touch $(STAMP)
 
 .PHONY: venv demo test browser bench bench-figures bench-report

@@ -24,7 +24,7 @@ SPEC_KEYS = {"kind", "description", "on_fail", "params"}
 # Parameters of HASP's engine run; every kind has them.
 ENGINE_PARAMS = {"threshold": (float, -50.0), "snrmax": (float, 20.0)}
 # Parameters whose values come from a fixed set.
-CHOICES = {"reference": REFERENCE_RULES}
+CHOICES = {"reference_rule": REFERENCE_RULES}
 
 
 class CheckFileError(Exception):
@@ -46,7 +46,7 @@ class Subject:
 
 @dataclass
 class Verdict:
-    status: str             # "passed", "failed" or "skipped"
+    status: str             # "passed", "failed", "skipped" or "error" (the case cannot run)
     message: str
     observed: dict[str, Any]
 
@@ -67,18 +67,16 @@ class CheckSpec:
     kind: str
     description: str
     on_fail: str
-    params: dict[str, Any]
-    source: str
+    params: dict[str, Any]   # as the file declares them (a run may override threshold/snrmax)
+    file: str                # the check file it was read from
 
     @property
     def subject(self) -> str:
         return REGISTRY[self.kind].subject
 
-    def engine_params(self) -> tuple[float, float]:
-        return float(self.params["threshold"]), float(self.params["snrmax"])
-
-    def evaluate(self, subject: Subject) -> Verdict:
-        return REGISTRY[self.kind].fn(subject, self.params)
+    def evaluate(self, subject: Subject, params: dict[str, Any] | None = None) -> Verdict:
+        """The verdict on ``subject`` with ``params`` (default: the declared ones)."""
+        return REGISTRY[self.kind].fn(subject, self.params if params is None else params)
 
 
 REGISTRY: dict[str, CheckKind] = {}
@@ -137,7 +135,7 @@ def _spec(path: Path, name: str, table: dict) -> CheckSpec:
         raise CheckFileError(path, f"{where}.description", "expected a string")
     return CheckSpec(name=name, kind=kind, description=description, on_fail=on_fail,
                      params=_params(path, where, REGISTRY[kind], table.get("params", {})),
-                     source=str(path))
+                     file=str(path))
 
 
 def _params(path: Path, where: str, kind: CheckKind, given: dict) -> dict[str, Any]:
@@ -177,7 +175,7 @@ def load_checks(paths: list[str | Path]) -> list[CheckSpec]:
                 clash = next((s for s in specs if s.name == spec.name), None)
                 if clash:
                     raise CheckFileError(f, f"check.{spec.name}",
-                                         f"name already defined in {clash.source}")
+                                         f"name already defined in {clash.file}")
                 specs.append(spec)
     return specs
 
@@ -188,7 +186,7 @@ def _fmt(v: float) -> str:
     return f"{v:.1f}" if np.isfinite(v) else str(v)
 
 
-@register("flux_variance", "exposure", worst_rows=(int, 3), reference=(str, "brightest"))
+@register("flux_variance", "exposure", worst_rows=(int, 3), reference_rule=(str, "brightest"))
 def flux_variance(subject: Subject, params: dict[str, Any]) -> Verdict:
     """Fail when any row of the file scored below ``threshold`` against a co-add it was in."""
     product, file = subject.product, subject.file
@@ -229,7 +227,8 @@ def flux_variance(subject: Subject, params: dict[str, Any]) -> Verdict:
                              f"(lowest: {worst_text or 'none tested'})", observed)
 
 
-@register("rejection", "mode", keyword_filtered_fails=(bool, False), reference=(str, "brightest"))
+@register("rejection", "mode", keyword_filtered_fails=(bool, False),
+          reference_rule=(str, "brightest"))
 def rejection(subject: Subject, params: dict[str, Any]) -> Verdict:
     """Fail when the product lost an exposure to the flux filter (or, optionally, to keywords)."""
     product = subject.product

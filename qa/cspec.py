@@ -47,7 +47,7 @@ def provenance_cards(remediation: Remediation, source_sha256: Mapping[str, str])
     cards = [("QAREMED", True, "hasp-qa: co-add of inputs scaled to a common median"),
              ("QAVER", __version__, "hasp-qa version that wrote this file"),
              ("QARULE", remediation.reference_rule, "scale reference rule"),
-             ("QAREF", remediation.reference_file, "reference exposure (factor 1)")]
+             ("QAREF", remediation.scaled_to, "reference exposure (factor 1)")]
     for i, (exposure, factor) in enumerate(remediation.factors.items(), start=1):
         file = exposure.split("[")[0]
         cards += [(f"QAFIL{i:03d}", exposure, "scaled input exposure"),

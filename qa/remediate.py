@@ -174,7 +174,7 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
     except NotPossible as exc:
         rem.reason = str(exc)
         return rem, None
-    rem.possible, rem.reference_file, rem.factors = True, reference, factors
+    rem.possible, rem.scaled_to, rem.factors = True, reference, factors
     note = f"{reference} (rule {rule})"
     for ds in datasets:
         write_scaled_copy(ds, factors, outdir, note)

@@ -5,9 +5,8 @@ the co-add.
 """
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -119,52 +118,16 @@ class EngineResult:
                 return p
         raise KeyError(f"no product {key!r}; have {[p.key for p in self.products]}")
 
-    def to_dict(self, arrays: bool = True) -> dict[str, Any]:
-        """Plain-python form; ``arrays=False`` leaves out the co-add arrays."""
-        out = asdict(self)
-        for p in out["products"]:
-            for name in _ARRAY_FIELDS:
-                value = p[name]
-                p[name] = (value.tolist() if arrays and value is not None else None)
-        return _nan_to_none(out)
 
-    def to_json(self, arrays: bool = True) -> str:
-        return json.dumps(self.to_dict(arrays=arrays), indent=1)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EngineResult":
-        data = dict(data)
-        products = []
-        for p in data.pop("products"):
-            p = dict(p)
-            p["rejected"] = [Rejection(**r) for r in p["rejected"]]
-            p["row_stats"] = [RowStat(**_none_to_nan(r)) for r in p["row_stats"]]
-            for name in _ARRAY_FIELDS:
-                if p[name] is not None:
-                    p[name] = np.array([np.nan if v is None else v for v in p[name]], dtype=float)
-            products.append(Product(**p))
-        data["keyword_filtered"] = [KeywordFilter(**k) for k in data["keyword_filtered"]]
-        return cls(products=products, **data)
-
-
-
-_ARRAY_FIELDS = ("wavelength", "flux", "error", "snr", "eff_exptime")
-_FLOAT_ROWSTAT = {f.name for f in fields(RowStat) if f.type == "float"}
-
-
-def _nan_to_none(obj: Any) -> Any:
-    """JSON has no NaN: store it as null."""
+def nan_to_none(obj: Any) -> Any:
+    """JSON has no NaN: store it as null (for the results JSON, read by other tools)."""
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
+        return {k: nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_nan_to_none(v) for v in obj]
+        return [nan_to_none(v) for v in obj]
     return obj
-
-
-def _none_to_nan(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (np.nan if v is None and k in _FLOAT_ROWSTAT else v) for k, v in row.items()}
 
 
 @dataclass
@@ -185,10 +148,11 @@ class Remediation:
     possible: bool
     reason: str                  # why not possible, or "" when it ran
     reference_rule: str = "brightest"
-    reference_file: str = ""
+    scaled_to: str = ""          # exposure the others were scaled to ("median of medians" for that rule)
     medians: dict[str, float] = field(default_factory=dict)   # file -> good-pixel median flux
     factors: dict[str, float] = field(default_factory=dict)   # file -> scale factor
-    scaled_dir: str = ""         # where the scaled copies were written
+    scaled_dir: str = ""         # where the scaled copies were written (in results: relative
+                                 # to the cache directory)
     kept_after: list[str] = field(default_factory=list)
     rejected_after: list[str] = field(default_factory=list)
     snr_gain: SnrGain | None = None
@@ -201,25 +165,18 @@ class CheckResult:
     check: str                   # the check's name in its TOML file
     kind: str                    # the registered check function, e.g. "flux_variance"
     case_id: str                 # e.g. "8435-G191B2B-STIS/E140M-visit03-o5jy03030"
-    product: str                 # Product.key the subject belongs to
+    product: str | None          # product id (pid) in the results JSON; None for a file or
+                                 # source that never became a product
     subject: str                 # file name (exposure checks) or Product.key (mode checks)
     status: str                  # "passed", "failed", "skipped" or "error"
     message: str
     params: dict[str, Any] = field(default_factory=dict)
     observed: dict[str, Any] = field(default_factory=dict)
-    remediation: Remediation | None = None
     source: str = ""             # the source (program or directory) label of the case
 
     def to_dict(self) -> dict[str, Any]:
-        return _nan_to_none(asdict(self))
+        return nan_to_none(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CheckResult":
-        data = dict(data)
-        rem = data.get("remediation")
-        if rem is not None:
-            rem = dict(rem)
-            if rem.get("snr_gain") is not None:
-                rem["snr_gain"] = SnrGain(**rem["snr_gain"])
-            data["remediation"] = Remediation(**rem)
         return cls(**data)

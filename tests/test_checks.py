@@ -23,7 +23,7 @@ def test_project_checks_load():
     specs = load_checks([PROJECT_CHECKS])
     assert [s.name for s in specs] == ["flux_variance", "rejection", "snr_gain"]
     fv = specs[0]
-    assert fv.params == {"threshold": -50.0, "snrmax": 20.0, "worst_rows": 3, "reference": "brightest"}
+    assert fv.params == {"threshold": -50.0, "snrmax": 20.0, "worst_rows": 3, "reference_rule": "brightest"}
     assert fv.subject == "exposure" and fv.on_fail == "remediate"
 
 
@@ -39,8 +39,8 @@ def test_project_checks_load():
     ('[check.a]\nkind = "snr_gain"\n[check.a.params]\nmin_gain = 1.0\n',
      "check.a.params.min_gain: unknown parameter of snr_gain"),
     ('[check.a]\nkind = "snr_gain"\non_fail = "panic"\n', "check.a.on_fail"),
-    ('[check.a]\nkind = "rejection"\n[check.a.params]\nreference = "loudest"\n',
-     "check.a.params.reference: expected one of brightest, median, first"),
+    ('[check.a]\nkind = "rejection"\n[check.a.params]\nreference_rule = "loudest"\n',
+     "check.a.params.reference_rule: expected one of brightest, median, first"),
     ('[check.a\nkind = 1', "cannot be read as TOML"),
     ('[other]\nx = 1\n', "unknown top-level table"),
 ])

@@ -44,7 +44,7 @@ def test_cspec_carries_the_remediation(written):
     with fits.open(ours) as hdul:
         assert [h.name for h in hdul] == ["PRIMARY", "SCI", "PROVENANCE"]
         h = hdul[0].header
-        assert h["QAREMED"] is True and h["QAREF"] == rem.reference_file == "o5jy03010_x1d.fits"
+        assert h["QAREMED"] is True and h["QAREF"] == rem.scaled_to == "o5jy03010_x1d.fits"
         assert h["FILENAME"] == ours.name and h["HLSP_LVL"] == 1
         files = {h[f"QAFIL{i:03d}"]: (h[f"QAFAC{i:03d}"], h[f"QASHA{i:03d}"]) for i in (1, 2, 3)}
         assert files == {f: (pytest.approx(rem.factors[f]), sha[f]) for f in rem.factors}

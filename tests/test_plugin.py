@@ -66,9 +66,9 @@ def test_data_dir_run(data_dir, tmp_path):
     assert got[("snr_gain", "7096-BD+28D4211-STIS/E230M-visit02")] == "skipped"
     assert f"test_flux_variance[{VISIT}-o5jy03030]" in out
     assert "remediation: scaled to o5jy03010_x1d.fits" in out and "hasp-qa summary" in out
-    rem = next(r for r in data["results"] if r["check"] == "rejection" and r["case_id"] == VISIT)["remediation"]
+    rem = data["products"][VISIT]["remediation"]
     assert rem["rejected_after"] == [] and rem["factors"]["o5jy03030_x1d.fits"] > 1.3
-    assert data["programs"]["8016"]["engine_result"]["engine"] == "native"
+    assert data["products"][VISIT]["engine"] == "native"
     assert "hasp" in data["environment"]
 
 
@@ -102,9 +102,13 @@ def test_xdist_computes_once_and_merges_results(data_dir, tmp_path):
     assert code == 1, out
     assert {k for k, v in outcomes(data).items() if v == "failed"} == EXPECTED_FAILED
     assert len(data["results"]) == (3 + 3 + 1 + 1) + 4 + 4  # exposures per product, 2 mode checks
-    # One engine run and one remediation per product, shared by both workers.
-    assert len(list((tmp_path / "cache" / "results").glob("*.pkl"))) == 1
-    assert len(list((tmp_path / "cache" / "remediations").glob("*.pkl"))) == 2
+    # One job per program, computed once for both workers; the program product of 8016
+    # has the same inputs as its only visit, so they share one co-add and one remediation.
+    entries = [json.loads(p.read_text())["outcome"]
+               for p in (tmp_path / "cache" / "outcomes").glob("*/*.json")]
+    assert sorted(e["job"] for e in entries) == ["8016:7096", "8016:8016"]
+    assert [e["engine_runs"] for e in entries] == [1, 1]
+    assert sum(e["remediations"] for e in entries) == 1
 
 
 def test_last_failed(data_dir, tmp_path):
@@ -158,7 +162,7 @@ def test_archive_program_matches_data_dir(data_dir, tmp_path):
     (tmp_path / "local").mkdir()
     _, _, local = qa(tmp_path / "local", f"--data-dir={data_dir}")
     assert outcomes(data) == outcomes(local)
-    assert data["programs"]["8016"]["manifest"]["program"] == "8016"
+    assert data["sources"]["8016"]["manifest"]["program"] == "8016"
 
 
 def test_unknown_program_is_an_error_outcome(tmp_path):
@@ -176,7 +180,7 @@ def test_hasp_engine_same_verdicts(data_dir, tmp_path):
     code, out, ref = qa(tmp_path, f"--data-dir={data_dir}", "--engine=hasp")
     assert code == 1, out
     assert outcomes(ref) == outcomes(native)
-    assert ref["programs"]["8016"]["engine_result"]["engine"] == "hasp"
+    assert ref["products"][VISIT]["engine"] == "hasp"
 
 
 def test_same_product_from_two_sources(real_dir, tmp_path):
@@ -186,7 +190,7 @@ def test_same_product_from_two_sources(real_dir, tmp_path):
     code, out, data = qa(tmp_path, f"--data-dir={tmp_path / 'a' / 'data'}",
                          f"--data-dir={tmp_path / 'b' / 'data'}")
     assert code == 0, out
-    assert set(data["programs"]) == {"data", "data-data-dir2"}
+    assert set(data["sources"]) == {"data", "data-data-dir2"}
     ids = [(r["check"], r["case_id"]) for r in data["results"]]
     assert len(ids) == len(set(ids)) == 2 * (2 + 2 + 2)
     assert ("rejection", "data-data-dir2:7096-BD+28D4211-STIS/E230M-visit02") in ids

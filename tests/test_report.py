@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from qa.pytest_plugin.plugin import PROJECT_CHECKS
-from qa.pytest_plugin.session import Options, QASession
 from qa.render import plots, report
 from qa.results import CheckResult
+from qa.sources import Options
+from qa.summary import run_in_process
 
 from .conftest import derive_copy
 
@@ -35,26 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Built:
-    """A session results dict from real engine runs, and the figures of the cascade product."""
+    """A results JSON from real engine runs, and the figures of the cascade product."""
 
     session: dict
     figures: dict[str, bytes]
     owner: str            # case_id + check of the case that carries the figures
-
-
-def _results(qs: QASession) -> list[CheckResult]:
-    """Evaluate every case as the plugin does (one CheckResult per check and subject)."""
-    out = []
-    for spec in qs.specs:
-        for case in qs.cases(spec):
-            verdict = spec.evaluate(case.subject)
-            out.append(CheckResult(check=spec.name, kind=spec.kind, case_id=case.case_id,
-                                   product=case.product_key,
-                                   subject=case.subject.file or case.product_key,
-                                   status=verdict.status, message=verdict.message,
-                                   params=dict(spec.params), observed=verdict.observed,
-                                   remediation=case.subject.remediation))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -66,23 +52,10 @@ def built(real_dir, tmp_path_factory) -> Built:
     for i, scale in enumerate(SCALES):
         derive_copy(real_dir / "o4vt02040_x1d.fits", cascade, f"o5jy030{i + 1}0", flux_scale=scale)
     derive_copy(real_dir / "o3zx02070_x1d.fits", evil, "o6ab01010", primary={"TARGNAME": EVIL})
-    qs = QASession(Options(data_dirs=[cascade, evil], checks=[PROJECT_CHECKS], cache_dir=root / "cache"))
-    results = _results(qs)
-    programs = {label: {"origin": "data-dir", "source": str(qs.source(label).directory),
-                        "manifest": None, "threshold": threshold, "snrmax": snrmax,
-                        "engine_result": result.to_dict(arrays=False)}
-                for (label, threshold, snrmax), result in qs.results.items()}
-    session = {"hasp_qa": "0.1.0", "created": "2025-01-01T00:00:00+00:00",
-               "environment": {"python": sys.version.split()[0], "hasp": "1.2.5",
-                               "pytest-html": "4.2.0", "engine": "native"},
-               "options": {"engine": "native", "threshold": None, "snrmax": None,
-                           "remediate": "auto", "checks": [str(PROJECT_CHECKS)]},
-               "programs": programs, "results": [r.to_dict() for r in results]}
-    product = qs.results[("cascade", -50.0, 20.0)].product(KEY)
-    owner = next(r for r in results if r.product == KEY and r.status == "failed")
-    figures = plots.product_figures(product, cascade, owner.remediation,
-                                    qs.remediated_product("cascade", product))
-    return Built(session, figures, f"{owner.case_id}/{owner.check}")
+    doc, outcomes = run_in_process(Options(data_dirs=[cascade, evil], checks=[PROJECT_CHECKS],
+                                           cache_dir=root / "cache", figures=True))
+    owner = next(r for r in doc["results"] if r["product"] == KEY and r["status"] == "failed")
+    return Built(doc, outcomes[KEY].figures, f"{owner['case_id']}/{owner['check']}")
 
 
 def results_of(built: Built, **match) -> list[CheckResult]:
@@ -107,9 +80,9 @@ def test_summary_shows_the_numbers(built):
     for name, value in counts.items():
         assert f'<span data-count="{name}"><b>{value}</b>' in html
     assert "o5jy03030 (iteration 1, " in html and "o5jy03020 (iteration 2, " in html
-    assert "o5jy03030 &times;1.3245" in html
-    rem = results_of(built, check="rejection", product=KEY)[0].remediation
-    assert f"SNR gain median {rem.snr_gain.median:.3f}" in html
+    assert "o5jy03030 \u00d71.3245" in html
+    rem = built.session["products"][KEY]["remediation"]
+    assert f"SNR gain median {rem['snr_gain']['median']:.3f}" in html
     assert "1.2.5" in html and "native" in html
     for r in results_of(built, status="failed"):
         assert report.escape(r.message) in html
@@ -117,7 +90,8 @@ def test_summary_shows_the_numbers(built):
 
 def test_case_block_of_a_failing_exposure(built):
     (result,) = results_of(built, check="flux_variance", subject="o5jy03030_x1d.fits", product=KEY)
-    html = report.case_html(result, built.figures)
+    html = report.case_html(result, built.figures,
+                            remediation=built.session["products"][KEY]["remediation"])
     assert 'class="hqa-failed">FAILED</span>' in html
     assert report.escape(result.message) in html
     assert "<th>rows_below</th>" not in html and "<td>rows_below</td>" in html
@@ -202,8 +176,10 @@ def pytest_runtest_makereport(item, call):
         config = item.config
         assets = (None if config.getoption("self_contained_html")
                   else Path(config.getoption("htmlpath")).parent / "assets")
+        result = RESULTS[key]
+        rem = SESSION["products"].get(result.product or "", {}).get("remediation")
         rep.extras = getattr(rep, "extras", []) + report.case_extras(
-            RESULTS[key], FIGURES if key == OWNER else None, assets)
+            result, FIGURES if key == OWNER else None, assets, remediation=rem)
 '''
 
 CASES = '''

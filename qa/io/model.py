@@ -44,7 +44,6 @@ class Exposure:
     extver: int
     header: dict
     row_labels: list[str]
-    sporder: np.ndarray | None
     wavelength: np.ndarray
     flux: np.ndarray
     error: np.ndarray
@@ -66,13 +65,20 @@ class Exposure:
         return self.wavelength.shape[0]
 
 
-@dataclass
-class Dataset:
-    """One input file: its primary header values and its exposures."""
+class FileKeys:
+    """What grouping and the keyword pre-filters read: the file's header values.
+
+    Shared by :class:`Dataset` (a file read whole) and :class:`FileHeaders` (a file
+    read up to its headers, for collection), so that grouping and pre-filters run
+    on either.
+    """
 
     path: Path
     primary: dict
-    exposures: list[Exposure] = field(default_factory=list)
+
+    @property
+    def sci_headers(self) -> list[dict]:
+        raise NotImplementedError
 
     @property
     def name(self) -> str:
@@ -103,3 +109,29 @@ class Dataset:
         # HASP takes the visit from the file name: characters [-14:-12] of the plain
         # ``*_x1d.fits`` name, which for ``*_x1d.fits.gz`` is the name without ``.gz``.
         return str(self.path).removesuffix(".gz")[-14:-12]
+
+
+@dataclass
+class Dataset(FileKeys):
+    """One input file: its primary header values and its exposures."""
+
+    path: Path
+    primary: dict
+    exposures: list[Exposure] = field(default_factory=list)
+
+    @property
+    def sci_headers(self) -> list[dict]:
+        return [e.header for e in self.exposures]
+
+
+@dataclass
+class FileHeaders(FileKeys):
+    """One input file read up to its headers: enough to group it and pre-filter it."""
+
+    path: Path
+    primary: dict
+    sci: list[dict] = field(default_factory=list)   # one per SCI extension, in file order
+
+    @property
+    def sci_headers(self) -> list[dict]:
+        return self.sci

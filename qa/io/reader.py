@@ -143,16 +143,14 @@ def _read_sci(path: Path, instrument: str, header: Mapping,
     values = {k: header[k] for k in SCI_KEYS if k in header}
     values["EXTVER"] = extver
     arrays = {c.lower(): _native(data[c]) for c in ARRAY_COLUMNS}
-    sporder = None
     if instrument == "STIS":
-        sporder = np.asarray(data["SPORDER"]).astype(int)
-        labels = [f"order {o}" for o in sporder]
+        labels = [f"order {o}" for o in np.asarray(data["SPORDER"]).astype(int)]
     else:
         labels = [(s.decode() if isinstance(s, bytes) else str(s)).strip() for s in data["SEGMENT"]]
     variance = None
     if instrument == "COS" and all(c in names for c in COS_VARIANCE_COLUMNS):
         variance = sum(_native(data[c]) for c in COS_VARIANCE_COLUMNS)
-    return Exposure(path=path, extver=extver, header=values, row_labels=labels, sporder=sporder,
+    return Exposure(path=path, extver=extver, header=values, row_labels=labels,
                     variance=variance, **arrays)
 
 

@@ -2,28 +2,34 @@
 
 With ``--demo``, ``--program`` or ``--data-dir`` pytest collects the check files
 (``checks/*.toml`` or ``--checks``) and runs every (check, subject) pair as one
-test item; without them the plugin stays out of the way. One plugin object
-holds the run's state, pytest-mpl style; the results JSON is the single source
-the terminal and HTML summaries are rendered from.
+test item; without them the plugin stays out of the way. This module is the
+pytest layer only: :mod:`qa.pipeline` plans the run from headers and computes
+each program's :class:`~qa.pipeline.Job` when its first case runs; items
+evaluate checks on the job's outcome, which is released once its cases ran.
+
+Under pytest-xdist the controller resolves the sources (archive queries, demo
+data) once and hands them to the workers; each program's cases go to one worker
+(``--dist loadgroup``); the controller writes the results JSON from what the
+workers reported.
 """
 from __future__ import annotations
 
 import json
 import os
-import platform
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from qa import __version__
-from qa.checks import CheckFileError, CheckSpec
-from qa.pytest_plugin.session import ENGINES, Case, Options, QASession
-from qa.render import plots, report
-from qa.results import CheckResult, rootname_of
+from qa.checks import CheckFileError, Verdict, load_checks
+from qa.pipeline import ENGINES, Case, Collection, OutcomeStore, check_result, collect, evaluate
+from qa.results import CheckResult
+from qa.sources import Options, Source, resolve_sources
 
 RESULT_PROPERTY = "hasp_qa_result"
+PRODUCT_PROPERTY = "hasp_qa_product"
+INPUTS_PROPERTY = "hasp_qa_input_errors"
+SOURCES_WORKERINPUT = "hasp_qa_sources"
 DEFAULT_RESULTS = "reports/hasp-qa-results.json"
 
 
@@ -45,7 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--remediate", choices=("auto", "off"), default="auto",
                     help="scale inputs and re-co-add when a check fails (default auto)")
     group.addoption("--cache-dir", default=os.environ.get("HASP_QA_CACHE", ".hasp-qa-cache"),
-                    metavar="PATH", help="downloads, demo data, engine results, scaled copies")
+                    metavar="PATH", help="downloads, demo data, job outcomes, scaled copies")
     group.addoption("--mast-url", default=os.environ.get("HASP_QA_MAST_URL"), metavar="URL",
                     help="MAST base URL (env HASP_QA_MAST_URL; default the real MAST)")
     group.addoption("--offline", action="store_true",
@@ -54,8 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"results JSON (default: next to --html, else {DEFAULT_RESULTS})")
 
 
-# The project's own check files: used when the working directory has no checks/.
-PROJECT_CHECKS = Path(__file__).resolve().parents[2] / "checks"
+# The check files shipped in the package (the repository's checks/, copied; the tests
+# keep the two identical): used when the working directory has no checks/.
+PROJECT_CHECKS = Path(__file__).resolve().parents[1] / "default_checks"
 
 
 def _default_checks(config: pytest.Config) -> list[Path]:
@@ -72,7 +79,8 @@ def _options(config: pytest.Config) -> Options:
         checks=[p.resolve() for p in checks], threshold=config.getoption("threshold"),
         snrmax=config.getoption("snrmax"), remediate=config.getoption("remediate"),
         cache_dir=Path(config.getoption("cache_dir")).resolve(),
-        mast_url=config.getoption("mast_url"), offline=config.getoption("offline"))
+        mast_url=config.getoption("mast_url"), offline=config.getoption("offline"),
+        figures=bool(config.getoption("htmlpath", None)))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,6 +90,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # A QA run without paths collects the check files, not the unit tests.
         config.args = [str(p) for p in options.checks]
+    if getattr(config.option, "dist", "no") == "load" and \
+            not any(a.startswith("--dist") for a in config.invocation_params.args):
+        # One program's cases on one worker: its job is computed there once, and the
+        # programs are spread over the workers.
+        config.option.dist = "loadgroup"
     config.pluginmanager.register(QAPlugin(config, options), "hasp-qa-run")
 
 
@@ -100,27 +113,29 @@ class CheckItem(pytest.Item):
         super().__init__(**kwargs)
         self.case = case
         self.plugin = plugin
+        self.verdict: Verdict | None = None
         self.result: CheckResult | None = None
 
     def setup(self) -> None:
-        if self.case.error:
-            self.result = self.plugin.record(self, "error", self.case.error, {})
-            raise CheckError(self.case.error)
+        self.verdict = self.plugin.verdict(self.case)
+        if self.verdict.status == "error":
+            self.result = self.plugin.record(self, self.verdict)
+            raise CheckError(self.verdict.message)
 
     def runtest(self) -> None:
-        verdict = self.case.spec.evaluate(self.case.subject)
-        self.result = self.plugin.record(self, verdict.status, verdict.message, verdict.observed)
-        if verdict.status == "skipped":
-            pytest.skip(verdict.message)
-        if verdict.status == "failed":
-            raise CheckFailed(verdict.message)
+        self.result = self.plugin.record(self, self.verdict)
+        if self.verdict.status == "skipped":
+            pytest.skip(self.verdict.message)
+        if self.verdict.status == "failed":
+            raise CheckFailed(self.verdict.message)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (CheckFailed, CheckError)):
+            from qa.render.terminal import remediation_line
             text = str(excinfo.value)
-            rem = self.result.remediation if self.result else None
+            rem = self.plugin.remediation(self.case)
             if rem is not None:
-                text += "\n" + _remediation_line(rem)
+                text += "\n" + remediation_line(rem)
             return text
         return super().repr_failure(excinfo, style)
 
@@ -128,17 +143,8 @@ class CheckItem(pytest.Item):
         return self.path, None, self.name
 
 
-def _remediation_line(rem) -> str:
-    if not rem.possible:
-        return f"remediation not possible: {rem.reason}"
-    factors = ", ".join(f"{rootname_of(k)} x{v:.4f}" for k, v in rem.factors.items())
-    after = ", ".join(rem.rejected_after) or "none"
-    gain = f"; median SNR gain {rem.snr_gain.median:.3f}" if rem.snr_gain else ""
-    return f"remediation: scaled to {rem.reference_file} ({factors}); rejected after scaling: {after}{gain}"
-
-
 class CheckFile(pytest.File):
-    """A ``checks/*.toml`` file: one item per check and subject."""
+    """A ``checks/*.toml`` file: one item per check and subject, grouped by program."""
 
     def __init__(self, *, plugin: "QAPlugin", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -146,49 +152,59 @@ class CheckFile(pytest.File):
 
     def collect(self):
         try:
-            session = self.plugin.session()
+            coll = self.plugin.collection()
         except CheckFileError as exc:
             raise self.CollectError(str(exc)) from exc
-        for spec in (s for s in session.specs if s.source == str(self.path)):
-            for case in self.plugin.cases(spec):
-                name = f"test_{spec.name}[{case.case_id}]"
-                # A string node id is parsed into name and params exactly as pytest parses
-                # the ids it stores for --lf; a bare name would keep the brackets in the name.
-                yield CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
-                                            case=case, plugin=self.plugin)
+        order = {job: i for i, job in enumerate(coll.jobs)}
+        mine = [c for c in coll.cases if c.spec.file == str(self.path)]
+        # A program's cases run one after the other, so its outcome is released after them.
+        for case in sorted(mine, key=lambda c: -1 if c.job is None else order[c.job]):
+            name = f"test_{case.spec.name}[{case.case_id}]"
+            # A string node id is parsed into name and params exactly as pytest parses
+            # the ids it stores for --lf; a bare name would keep the brackets in the name.
+            item = CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
+                                         case=case, plugin=self.plugin)
+            if case.job is not None:
+                item.add_marker(pytest.mark.xdist_group(f"hasp-qa-job{order[case.job]}"))
+            yield item
 
 
 class QAPlugin:
-    """State of one QA run: the session model, collected results, and output writers."""
+    """State of one QA run: the planned collection, the outcome store and what was reported."""
 
     def __init__(self, config: pytest.Config, options: Options) -> None:
         self.config = config
         self.options = options
-        self._session: QASession | None = None
-        self._seen_products: set[tuple[str, str]] = set()
-        self.results: list[CheckResult] = []
+        self.store = OutcomeStore()
+        self._sources: list[Source] | None = None
+        self._collection: Collection | None = None
+        self._sent: set[str] = set()          # pids / jobs whose facts this process reported
+        self.results: list[dict] = []
+        self.products: dict[str, dict] = {}
+        self.input_errors: dict[str, dict[str, str]] = {}
+        self.interrupted = False
+        self.summary: dict | None = None
+        from qa.summary import now
+        self.created = now()
 
-    def session(self) -> QASession:
-        if self._session is None:
-            self._session = QASession(self.options)
-        return self._session
+    # ------------------------------------------------------------ planning
 
-    def cases(self, spec: CheckSpec) -> list[Case]:
-        """The spec's cases; each product's plots go to its first mode-level case.
+    def sources(self) -> list[Source]:
+        """Resolved once per run: from the controller under xdist, here otherwise."""
+        if self._sources is None:
+            given = getattr(self.config, "workerinput", {}).get(SOURCES_WORKERINPUT)
+            self._sources = [Source.from_dict(s) for s in json.loads(given)] if given \
+                else resolve_sources(self.options)
+        return self._sources
 
-        A mode case is one per product and, when files were rejected, the failing
-        (expanded) row of the report; exposure cases carry the plots only when no
-        mode check is configured.
-        """
-        session = self.session()
-        cases = session.cases(spec)
-        if spec.subject == "mode" or not any(s.subject == "mode" for s in session.specs):
-            for case in cases:
-                key = (case.source, case.product_key)
-                if case.product_key and key not in self._seen_products:
-                    self._seen_products.add(key)
-                    case.owns_figures = True
-        return cases
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput[SOURCES_WORKERINPUT] = json.dumps([s.to_dict() for s in self.sources()])
+
+    def collection(self) -> Collection:
+        if self._collection is None:
+            self._collection = collect(self.options, self.sources())
+        return self._collection
 
     def pytest_collect_file(self, file_path: Path, parent):
         if file_path.suffix == ".toml" and any(
@@ -196,17 +212,57 @@ class QAPlugin:
             return CheckFile.from_parent(parent, path=file_path, plugin=self)
         return None
 
-    def record(self, item: CheckItem, status: str, message: str, observed: dict) -> CheckResult:
+    # ------------------------------------------------------------ running
+
+    def verdict(self, case: Case) -> Verdict:
+        if case.error or case.job is None:
+            return evaluate(case, None)
+        return evaluate(case, self.store.get(self.collection().jobs[case.job]))
+
+    def _product_outcome(self, case: Case):
+        if case.job is None or case.error:
+            return None
+        outcome = self.store.get(self.collection().jobs[case.job])
+        return outcome.product(case.product_key, case.filters)
+
+    def remediation(self, case: Case) -> dict | None:
+        po = self._product_outcome(case)
+        return asdict(po.remediation) if po is not None and po.remediation else None
+
+    def record(self, item: CheckItem, verdict: Verdict) -> CheckResult:
+        """The case's result, and (once per process) its product's and job's facts, as
+        user properties: the controller, or this process, builds the results JSON from them."""
         case = item.case
-        result = CheckResult(check=case.spec.name, kind=case.spec.kind, case_id=case.case_id,
-                             product=case.product_key,
-                             subject=(case.subject.file or case.product_key) if case.subject else case.case_id,
-                             status=status, message=message, params=dict(case.spec.params),
-                             observed=observed,
-                             remediation=case.subject.remediation if case.subject else None,
-                             source=case.source)
-        item.user_properties.append((RESULT_PROPERTY, json.dumps(result.to_dict())))
+        result = check_result(case, verdict)
+        props = item.user_properties
+        props.append((RESULT_PROPERTY, json.dumps(result.to_dict())))
+        coll = self.collection()
+        if "collection" not in self._sent:
+            self._sent.add("collection")
+            props.append((INPUTS_PROPERTY, json.dumps(coll.input_errors)))
+        if case.product and case.product not in self._sent:
+            self._sent.add(case.product)
+            from qa.summary import product_record
+            job = coll.jobs[case.job]
+            outcome = self.store.get(job)
+            rec = product_record(coll.products[case.product], job, coll, self._product_outcome(case),
+                                 outcome.error)
+            if case.owns_figures:
+                rec["figures"] = self._figure_paths(case)
+            props.append((PRODUCT_PROPERTY, json.dumps({case.product: rec})))
+            if outcome.input_errors and case.job not in self._sent:
+                self._sent.add(case.job)
+                props.append((INPUTS_PROPERTY, json.dumps({case.source: outcome.input_errors})))
         return result
+
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Release a program's outcome (arrays are gone already; figures, facts) after its last case."""
+        case = getattr(item, "case", None)
+        if case is None or case.job is None:
+            return
+        following = getattr(nextitem, "case", None)
+        if following is None or following.job != case.job:
+            self.store.release(case.job)
 
     # ------------------------------------------------------------ collecting results
 
@@ -215,40 +271,15 @@ class QAPlugin:
             return
         for name, value in report.user_properties:
             if name == RESULT_PROPERTY and (report.when == "call" or report.outcome == "failed"):
-                self.results.append(CheckResult.from_dict(json.loads(value)))
+                self.results.append(json.loads(value))
+            elif name == PRODUCT_PROPERTY:
+                self.products.update(json.loads(value))
+            elif name == INPUTS_PROPERTY:
+                for label, errors in json.loads(value).items():
+                    self.input_errors.setdefault(label, {}).update(errors)
 
-    def session_dict(self) -> dict:
-        """The results JSON: everything the summaries render."""
-        session = self.session()
-        programs = {}
-        default = session.specs[0].engine_params()
-        for (label, threshold, snrmax), result in session.results.items():
-            source = session.source(label)
-            # A check with its own threshold/snrmax had its own engine run: list it apart.
-            name = label if (threshold, snrmax) == default else \
-                f"{label} (threshold {threshold:g}, snrmax {snrmax:g})"
-            programs.setdefault(name, {
-                "origin": source.origin, "source": str(source.directory),
-                "manifest": source.manifest, "threshold": threshold, "snrmax": snrmax,
-                "engine_result": result.to_dict(arrays=False)})
-        for source in session.sources:
-            if source.error:
-                programs[source.label] = {"origin": source.origin, "source": None,
-                                          "error": source.error, "manifest": None}
-        return {
-            "hasp_qa": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "environment": _environment(self.options.engine),
-            "options": {"engine": self.options.engine, "remediate": self.options.remediate,
-                        "threshold": self.options.threshold, "snrmax": self.options.snrmax,
-                        "checks": [str(p) for p in self.options.checks],
-                        "cache_dir": str(self.options.cache_dir)},
-            "checks": [{"name": s.name, "kind": s.kind, "description": s.description,
-                        "on_fail": s.on_fail, "params": s.params, "source": s.source}
-                       for s in session.specs],
-            "programs": programs,
-            "results": [r.to_dict() for r in self.results],
-        }
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        self.interrupted = True
 
     def results_path(self) -> Path:
         given = self.config.getoption("qa_results")
@@ -268,16 +299,13 @@ class QAPlugin:
         if result is None or not self.config.pluginmanager.hasplugin("html") or \
                 not (rep.when == "call" or (rep.when == "setup" and rep.failed)):
             return
+        from qa.render import report
+        po = self._product_outcome(item.case)
+        figures = po.figures if po is not None and item.case.owns_figures else None
+        rem = po.remediation if po is not None else None
         rep.extras = getattr(rep, "extras", []) + report.case_extras(
-            result, self._figures(item.case), self._assets_dir())
-
-    def _figures(self, case: Case) -> dict[str, bytes] | None:
-        if not case.owns_figures or case.subject is None:
-            return None
-        session, product = self.session(), case.subject.product
-        return plots.product_figures(product, session.source(case.source).directory,
-                                     case.subject.remediation,
-                                     session.remediated_product(case.source, product))
+            result, figures, self._assets_dir(), remediation=rem,
+            notes=po.notes if po is not None and item.case.owns_figures else ())
 
     def _assets_dir(self) -> Path | None:
         html = self.config.getoption("htmlpath", None)
@@ -285,38 +313,43 @@ class QAPlugin:
             return None
         return Path(html).parent / "assets"
 
+    def _figure_paths(self, case: Case) -> dict[str, str]:
+        """Where the report writes the case's figures, relative to the report's folder."""
+        assets = self._assets_dir()
+        po = self._product_outcome(case)
+        if assets is None or po is None:
+            return {}
+        from qa.render.report import asset_filename
+        stem = "-".join(filter(None, (case.source, case.product)))
+        return {name: f"{assets.name}/{asset_filename(stem, name)}" for name in po.figures}
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
-        if getattr(self, "summary", None) is not None:
+        if self.summary is not None:
+            from qa.render import report
             prefix.append(report.summary_html(self.summary))
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(self.config, "workerinput"):
-            return  # xdist workers send their results to the controller
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
+        if hasattr(self.config, "workerinput") or self.config.option.collectonly:
+            return  # workers report to the controller; --collect-only writes nothing
         try:
-            self.summary = self.session_dict()
+            specs = load_checks(self.options.checks)
         except CheckFileError:
             return  # already reported as a collection error; there are no results
+        from qa.render import report
+        from qa.summary import document
+        interrupted = self.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED
+        self.summary = document(options=self.options, specs=specs, sources=self.sources(),
+                                input_errors=self.input_errors, products=self.products,
+                                results=self.results, created=self.created,
+                                interrupted=interrupted)
         report.write_results_json(self.results_path(), self.summary)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        summary = getattr(self, "summary", None)
-        if summary is None:
+        if self.summary is None:
             return
         from qa.render.terminal import render_summary
         terminalreporter.write_sep("=", "hasp-qa summary")
-        terminalreporter.write_line(render_summary(summary))
+        terminalreporter.write_line(render_summary(self.summary))
         terminalreporter.write_line(f"results JSON: {self.results_path()}")
-
-
-def _environment(engine: str) -> dict[str, str]:
-    env = {"python": platform.python_version(), "platform": platform.platform(terse=True),
-           "engine": engine}
-    for dist in ("hasp-qa", "hasp", "ullyses", "numpy", "astropy", "astroquery", "matplotlib",
-                 "pytest", "pytest-html"):
-        try:
-            env[dist] = version(dist)
-        except PackageNotFoundError:
-            env[dist] = "not installed"
-    return env

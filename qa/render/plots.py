@@ -513,7 +513,7 @@ def make_scaled_inputs_figure(remediation: Remediation, scaled_datasets: list[Da
         labels[f] = f"{rootname_of(f)} {factor_text(remediation, f)}"
         if f in rejected:
             labels[f] += f" ({rejected[f]})"
-    title = f"Scaled inputs (reference {rootname_of(remediation.reference_file)}) vs remediated co-add"
+    title = f"Scaled inputs (reference {rootname_of(remediation.scaled_to)}) vs remediated co-add"
     return make_spectra_figure(remediated_product, scaled_datasets, title, labels, zoom)
 
 

@@ -5,8 +5,8 @@ Two pieces end up in a pytest-html page:
 * :func:`case_extras` -- per test case: the verdict, observed values, parameters,
   remediation outcome and (for the first case of a mode) the diagnostic figures;
 * :func:`summary_html` -- the block above the results table, rendered only from
-  the session results dict (the JSON written by :func:`write_results_json`), so a
-  report can be re-rendered from a stored JSON file.
+  the results JSON (schema 2, :mod:`qa.summary`, written by :func:`write_results_json`),
+  so a report can be re-rendered from a stored JSON file.
 
 Every text that comes from a file or a message (target names, header values,
 file names, messages) goes through :func:`html.escape`: a TARGNAME
@@ -34,7 +34,7 @@ from typing import Any
 from pytest_html import extras
 
 from qa.render.plots import FIGURE_NAMES
-from qa.results import CheckResult, Remediation, file_safe, product_key, rootname_of
+from qa.results import CheckResult, Remediation, file_safe, rootname_of
 
 FIGURE_CAPTIONS = {
     "inputs_vs_coadd": "Input exposures (good pixels) and the co-add; rejected files drawn as crosses.",
@@ -111,7 +111,7 @@ def remediation_html(rem: Remediation | Mapping | None) -> str:
             for f, factor in rem["factors"].items()]
     parts = [
         "<h4>Remediation: inputs scaled to a common median flux</h4>",
-        f"<p>reference {escape(rem['reference_file'])} (rule {escape(rem['reference_rule'])})</p>",
+        f"<p>reference {escape(rem['scaled_to'])} (rule {escape(rem['reference_rule'])})</p>",
         table_html(rows, header=["exposure", "median flux", "scale factor"]),
         f"<p>kept after scaling: {value_html(rem['kept_after'])}; "
         f"rejected after scaling: {value_html(rem['rejected_after']) if rem['rejected_after'] else 'none'}</p>",
@@ -124,6 +124,11 @@ def remediation_html(rem: Remediation | Mapping | None) -> str:
     elif rem.get("reason"):
         parts.append(f"<p>{escape(rem['reason'])}</p>")
     return "".join(parts)
+
+
+def asset_filename(stem: str, name: str) -> str:
+    """File name of figure ``name`` of the product ``stem`` in the assets folder."""
+    return f"{file_safe(stem)}-{name}.png"
 
 
 def figures_html(figures: Mapping[str, bytes], stem: str, assets_dir: Path | None = None) -> str:
@@ -145,7 +150,7 @@ def figures_html(figures: Mapping[str, bytes], stem: str, assets_dir: Path | Non
             src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
         else:
             assets_dir.mkdir(parents=True, exist_ok=True)
-            filename = f"{file_safe(stem)}-{name}.png"
+            filename = asset_filename(stem, name)
             (assets_dir / filename).write_bytes(png)
             src = f"{assets_dir.name}/{filename}"
         caption = FIGURE_CAPTIONS.get(name, name)
@@ -155,8 +160,13 @@ def figures_html(figures: Mapping[str, bytes], stem: str, assets_dir: Path | Non
 
 
 def case_html(result: CheckResult, figures: Mapping[str, bytes] | None = None,
-              assets_dir: Path | None = None) -> str:
-    """The HTML block of one case: verdict, observed values, parameters, remediation, figures."""
+              assets_dir: Path | None = None, remediation: Remediation | Mapping | None = None,
+              notes: tuple[str, ...] | list[str] = ()) -> str:
+    """The HTML block of one case: verdict, observed values, parameters, remediation, figures.
+
+    ``remediation`` is the case's product's (stored once per product in the results);
+    ``notes`` say why figures are missing, if they could not be drawn.
+    """
     status = escape(result.status)
     parts = [
         f'<div class="hqa hqa-case" data-case="{escape(result.case_id)}">',
@@ -164,15 +174,16 @@ def case_html(result: CheckResult, figures: Mapping[str, bytes] | None = None,
         f"{escape(result.check)} &mdash; {escape(result.subject)}</h3>",
         f'<p class="hqa-message">{escape(result.message)}</p>',
         table_html([("check", escape(f"{result.check} (kind {result.kind})")),
-                    ("product", escape(result.product)), ("subject", escape(result.subject))]),
+                    ("product", _fmt(result.product)), ("subject", escape(result.subject))]),
     ]
     if result.observed:
         parts += ["<h4>Observed</h4>", value_html(result.observed)]
     if result.params:
         parts += ["<h4>Parameters</h4>", value_html(result.params)]
-    parts.append(remediation_html(result.remediation))
+    parts.append(remediation_html(remediation))
+    parts += [f'<p class="hqa-note">{escape(n)}</p>' for n in notes]
     if figures:
-        parts += [f"<h4>Diagnostic plots of {escape(result.product)}</h4>",
+        parts += [f"<h4>Diagnostic plots of {_fmt(result.product)}</h4>",
                   figures_html(figures, "-".join(filter(None, (result.source, result.product))),
                                assets_dir)]
     parts.append("</div>")
@@ -180,7 +191,8 @@ def case_html(result: CheckResult, figures: Mapping[str, bytes] | None = None,
 
 
 def case_extras(result: CheckResult, figures: Mapping[str, bytes] | None = None,
-                assets_dir: Path | None = None) -> list[dict]:
+                assets_dir: Path | None = None, remediation: Remediation | Mapping | None = None,
+                notes: tuple[str, ...] | list[str] = ()) -> list[dict]:
     """pytest-html extras of one case: the HTML block and the result as JSON.
 
     Parameters
@@ -199,76 +211,57 @@ def case_extras(result: CheckResult, figures: Mapping[str, bytes] | None = None,
     list of dict
         Append to ``report.extras`` in ``pytest_runtest_makereport``.
     """
-    return [extras.html(case_html(result, figures, assets_dir)),
+    return [extras.html(case_html(result, figures, assets_dir, remediation, notes)),
             extras.json(result.to_dict(), name="result JSON")]
 
 
-# ---------------------------------------------------------------- session summary
+# ---------------------------------------------------------------- run summary (schema 2)
 
-def _product_key(p: Mapping) -> str:
-    return product_key(p["program"], p["target"], f"{p['instrument']}/{p['grating']}",
-                       p["level"], p["visit"])
-
-
-def _remediations(session: Mapping) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for r in session.get("results", []):
-        if r.get("remediation") and r["product"] not in out:
-            out[r["product"]] = r["remediation"]
-    return out
-
-
-def _gain_text(rem: Mapping | None) -> str:
-    if rem is None:
-        return "&ndash;"
-    if not rem["possible"]:
-        return "not possible: " + escape(rem["reason"])
-    factors = ", ".join(f"{escape(rootname_of(f))} &times;{v:.4f}" for f, v in rem["factors"].items())
-    after = ", ".join(escape(rootname_of(f)) for f in rem["rejected_after"]) or "none"
-    gain = rem.get("snr_gain")
-    gain_text = (f"; SNR gain median {gain['median']:.3f} (p5 {gain['p5']:.3f}, p95 {gain['p95']:.3f})"
-                 if gain else "")
-    return f"{factors}; rejected after: {after}{gain_text}"
-
-
-def _counts(session: Mapping) -> dict[str, int]:
-    results = session.get("results", [])
-    products = [p for prog in session["programs"].values() if prog.get("engine_result")
-                for p in prog["engine_result"]["products"]]
-    exposures = {(label, f) for label, prog in session["programs"].items() if prog.get("engine_result")
-                 for f in prog["engine_result"]["inputs"]}
+def _counts(results_doc: Mapping) -> dict[str, int]:
+    results = results_doc.get("results", [])
+    products = results_doc["products"]
+    exposures = {(p["source"], i["file"]) for p in products.values() for i in p["inputs"]}
+    exposures |= {(label, f) for label, src in results_doc["sources"].items()
+                  for f in src.get("input_errors", {})}
     tally = Counter(r["status"] for r in results)
-    modes = {(p["program"], p["target"], p["instrument"], p["grating"]) for p in products}
-    return {"programs": len(session["programs"]), "modes": len(modes),
-            "products": len({_product_key(p) for p in products}),
+    modes = {(p["source"], p["program"], p["target"], p["instrument"], p["grating"])
+             for p in products.values()}
+    return {"programs": len(results_doc["sources"]), "modes": len(modes),
+            "products": len({(p["source"], p["key"]) for p in products.values()}),
             "exposures": len(exposures), "checks": len(results),
             "passed": tally["passed"], "failed": tally["failed"], "errors": tally["error"],
             "skipped": tally["skipped"],
-            "rejections": sum(len(p["rejected"]) for p in products),
-            "remediations": len(_remediations(session))}
+            "rejections": sum(len(p["rejected"]) for p in products.values()),
+            "remediations": sum(1 for p in products.values() if p.get("remediation"))}
 
 
-def _program_html(label: str, prog: Mapping, remediations: Mapping[str, dict]) -> str:
+def _source_html(label: str, source: Mapping, products: Mapping[str, Mapping]) -> str:
+    from qa.render.terminal import remediation_line
+
     head = f"<h3>Program {escape(str(label))}</h3>"
-    if prog.get("error"):
-        return head + f'<p class="hqa-failed">{escape(prog["error"])}</p>'
-    er = prog["engine_result"]
-    threshold = prog.get("threshold", er["threshold"])
-    snrmax = prog.get("snrmax", er["snrmax"])
-    info = (f"<p>source {escape(str(prog.get('source')))} ({escape(str(prog.get('origin', '')))}); "
-            f"engine {escape(er['engine'])} ({escape(er['engine_version'])}); "
-            f"threshold {_fmt(threshold)}, snrmax {_fmt(snrmax)}</p>")
+    if source.get("error"):
+        return head + f'<p class="hqa-failed">{escape(source["error"])}</p>'
+    mine = {pid: p for pid, p in products.items() if p["source"] == label}
+    settings = sorted({(p["engine"], p["threshold"], p["snrmax"]) for p in mine.values()},
+                      key=str)
+    info = (f"<p>source {escape(str(source.get('directory')))} "
+            f"({escape(str(source.get('origin', '')))}); "
+            + "; ".join(f"engine {escape(str(e))}, threshold {_fmt(t)}, snrmax {_fmt(s)}"
+                        for e, t, s in settings) + "</p>")
     rows = []
-    for p in er["products"]:
-        key = _product_key(p)
+    keyword: dict[str, str] = {}
+    for pid, p in mine.items():
         rejected = ", ".join(f"{escape(rootname_of(r['file']))} (iteration {r['iteration']}, "
                              f"{len(r['rows'])} rows)" for r in p["rejected"]) or "none"
-        rows.append((escape(key), f"{len(p['kept'])} / {len(p['inputs'])}", rejected,
-                     _gain_text(remediations.get(key))))
-    parts = [head, info, _manifest_html(prog.get("manifest")),
+        rem = p.get("remediation")
+        fate = escape(p["error"]) if p.get("error") else \
+            escape(remediation_line(rem)) if rem else "&ndash;"
+        rows.append((escape(pid), f"{len(p['kept'])} / {len(p['inputs'])}", rejected, fate))
+        keyword.update({k["file"]: k["reason"] for k in p.get("keyword_filtered", [])})
+    parts = [head, info, _manifest_html(source.get("manifest")),
              table_html(rows, header=["product", "kept / inputs", "rejected", "remediation"])]
-    problems = [(escape(f), escape(why)) for f, why in er["input_errors"].items()]
-    problems += [(escape(k["file"]), escape(k["reason"])) for k in er["keyword_filtered"]]
+    problems = [(escape(f), escape(why)) for f, why in source.get("input_errors", {}).items()]
+    problems += [(escape(f), escape(why)) for f, why in keyword.items()]
     if problems:
         parts += ["<h4>Files not co-added</h4>", table_html(problems, header=["file", "reason"])]
     return "".join(parts)
@@ -287,8 +280,8 @@ def _manifest_html(manifest: Mapping | None) -> str:
     return line + table_html(rows, header=["file", "status", "bytes", "sha256", "problem"])
 
 
-def _failures_html(session: Mapping) -> str:
-    bad = [r for r in session.get("results", []) if r["status"] in ("failed", "error")]
+def _failures_html(results_doc: Mapping) -> str:
+    bad = [r for r in results_doc.get("results", []) if r["status"] in ("failed", "error")]
     if not bad:
         return "<p>No check failed.</p>"
     rows = [(f'<span class="{STATUS_CLASS[r["status"]]}">{escape(r["status"])}</span>',
@@ -297,22 +290,21 @@ def _failures_html(session: Mapping) -> str:
     return table_html(rows, header=["status", "check", "case", "message"])
 
 
-def summary_html(session: Mapping) -> str:
-    """The summary block above the results table, rendered from the session results dict.
+def summary_html(results_doc: Mapping) -> str:
+    """The summary block above the results table, rendered from the results JSON (schema 2).
 
     Parameters
     ----------
-    session : mapping
-        The results JSON (see :func:`write_results_json`): ``programs`` (label ->
-        ``engine_result`` as ``EngineResult.to_dict(arrays=False)``, or ``error``),
-        ``results`` (``CheckResult.to_dict()``), ``environment``, ``options``.
+    results_doc : mapping
+        The results JSON (:mod:`qa.summary`): ``sources``, ``products`` (by product
+        id, each with its remediation), ``results``, ``environment``, ``options``.
 
     Returns
     -------
     str
         HTML with its own ``<style>``; every value from files or messages escaped.
     """
-    counts = _counts(session)
+    counts = _counts(results_doc)
     labels = [("programs", "programs"), ("modes", "modes"),
               ("products", "products (visit and program level)"), ("exposures", "exposures checked"),
               ("checks", "checks"), ("passed", "passed"), ("failed", "failed"),
@@ -320,17 +312,20 @@ def summary_html(session: Mapping) -> str:
               ("remediations", "remediations")]
     count_html = "".join(f'<span data-count="{k}"><b>{counts[k]}</b> {text}</span>'
                          for k, text in labels)
-    remediations = _remediations(session)
-    env = session.get("environment", {})
-    options = session.get("options", {})
+    env = results_doc.get("environment", {})
+    options = results_doc.get("options", {})
+    status = results_doc.get("status", "complete")
     parts = [
         f"<style>{CSS}</style>",
         '<div class="hqa hqa-summary">',
-        f"<h2>hasp-qa {escape(str(session.get('hasp_qa', '')))} results</h2>",
-        f"<p>created {escape(str(session.get('created', '')))}</p>",
+        f"<h2>hasp-qa {escape(str(results_doc.get('hasp_qa', '')))} results</h2>",
+        f"<p>created {escape(str(results_doc.get('created', '')))}"
+        + ("" if status == "complete" else f' <span class="hqa-failed">({escape(status)})</span>')
+        + "</p>",
         f'<p class="hqa-counts">{count_html}</p>',
-        "<h3>Failures</h3>", _failures_html(session),
-        *(_program_html(label, prog, remediations) for label, prog in session["programs"].items()),
+        "<h3>Failures</h3>", _failures_html(results_doc),
+        *(_source_html(label, src, results_doc["products"])
+          for label, src in results_doc["sources"].items()),
         "<h3>Environment and options</h3>",
         table_html([(escape(str(k)), value_html(v)) for k, v in {**env, **options}.items()]),
         "</div>",
@@ -340,15 +335,15 @@ def summary_html(session: Mapping) -> str:
 
 # ---------------------------------------------------------------- results JSON
 
-def write_results_json(path: str | Path, session: Mapping) -> Path:
-    """Write the session results dict as JSON, atomically (a reader never sees half a file).
+def write_results_json(path: str | Path, results_doc: Mapping) -> Path:
+    """Write the results JSON, atomically (a reader never sees half a file).
 
     NaN is not JSON: results carry None instead (``CheckResult.to_dict`` does that);
     any NaN left is refused here rather than written as invalid JSON.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(session, indent=1, allow_nan=False, default=str)
+    text = json.dumps(results_doc, indent=1, allow_nan=False, default=str)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
@@ -360,6 +355,6 @@ def load_results_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def load_check_results(session: Mapping) -> list[CheckResult]:
-    """The session's check results as :class:`CheckResult` objects."""
-    return [CheckResult.from_dict(r) for r in session.get("results", [])]
+def load_check_results(results_doc: Mapping) -> list[CheckResult]:
+    """The run's check results as :class:`CheckResult` objects."""
+    return [CheckResult.from_dict(r) for r in results_doc.get("results", [])]

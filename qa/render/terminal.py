@@ -1,46 +1,55 @@
-"""Plain-text summary of a QA run, rendered from the results JSON."""
+"""Plain-text summary of a QA run, rendered from the results JSON (schema 2)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
-from qa.results import product_key, rootname_of
+from qa.results import rootname_of
 
 
-def _remediation_text(rem: dict | None) -> str:
-    if rem is None:
-        return "-"
+def remediation_line(rem: Mapping) -> str:
+    """The remediation in one line: the one wording for failures, the summary and the report.
+
+    ``rem`` is a remediation as the results JSON stores it (``asdict(Remediation)``).
+    """
     if not rem["possible"]:
-        return f"not possible: {rem['reason']}"
-    factors = "/".join(f"{v:.3f}" for v in rem["factors"].values())
+        return f"remediation not possible: {rem['reason']}"
+    factors = ", ".join(f"{rootname_of(k)} \u00d7{v:.4f}" for k, v in rem["factors"].items())
     after = ", ".join(rootname_of(f) for f in rem["rejected_after"]) or "none"
     gain = rem.get("snr_gain")
-    gain_text = f", SNR gain {gain['median']:.3f}" if gain else ""
-    return f"x {factors} -> rejected: {after}{gain_text}"
+    gain_text = (f"; SNR gain median {gain['median']:.3f} (p5 {gain['p5']:.3f}, "
+                 f"p95 {gain['p95']:.3f})" if gain else "")
+    return (f"remediation: scaled to {rem['scaled_to']} ({factors}); "
+            f"rejected after scaling: {after}{gain_text}")
 
 
-def render_summary(summary: dict) -> str:
-    """Programs, products (inputs, kept, rejected, remediation) and the check tally."""
-    results = summary["results"]
-    remediation = {r["product"]: r["remediation"] for r in results if r.get("remediation")}
+def render_summary(results_doc: dict) -> str:
+    """Sources, products (inputs, kept, rejected, remediation) and the check tally."""
+    results = results_doc["results"]
     lines = []
-    for label, prog in summary["programs"].items():
-        if prog.get("error"):
-            lines.append(f"program {label} ({prog['origin']}): ERROR {prog['error']}")
+    if results_doc.get("status") == "interrupted":
+        lines.append("INTERRUPTED: the results below are partial")
+    for label, src in results_doc["sources"].items():
+        if src.get("error"):
+            lines.append(f"program {label} ({src['origin']}): ERROR {src['error']}")
             continue
-        er = prog["engine_result"]
-        lines.append(f"program {label} ({prog['origin']}, {prog['source']}): engine {er['engine']}, "
-                     f"threshold {prog['threshold']:g}, snrmax {prog['snrmax']:g}")
-        for name, problem in er["input_errors"].items():
+        lines.append(f"program {label} ({src['origin']}, {src['directory']})")
+        for name, problem in src.get("input_errors", {}).items():
             lines.append(f"  unreadable {name}: {problem}")
-        for k in er["keyword_filtered"]:
-            lines.append(f"  keyword-filtered {k['file']}: {k['reason']}")
-        for p in er["products"]:
-            key = product_key(p["program"], p["target"], f"{p['instrument']}/{p['grating']}",
-                              p["level"], p["visit"])
+        products = {pid: p for pid, p in results_doc["products"].items() if p["source"] == label}
+        keyword = {k["file"]: k["reason"] for p in products.values() for k in p["keyword_filtered"]}
+        for name, reason in keyword.items():
+            lines.append(f"  keyword-filtered {name}: {reason}")
+        for pid, p in products.items():
+            if p.get("error"):
+                lines.append(f"  {pid:<44} ERROR {p['error']}")
+                continue
             rejected = ", ".join(f"{rootname_of(r['file'])} (iter {r['iteration']})"
                                  for r in p["rejected"]) or "none"
-            lines.append(f"  {key:<44} kept {len(p['kept'])}/{len(p['inputs'])}  "
-                         f"rejected: {rejected:<28} remediation: {_remediation_text(remediation.get(key))}")
+            rem = p.get("remediation")
+            lines.append(f"  {pid:<44} kept {len(p['kept'])}/{len(p['inputs'])}  "
+                         f"rejected: {rejected:<28} {remediation_line(rem) if rem else ''}".rstrip())
+            lines += [f"    note: {n}" for n in p.get("notes", [])]
     tally = Counter(r["status"] for r in results)
     labels = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
     lines.append("checks: " + ", ".join(f"{tally.get(k, 0)} {v}" for k, v in labels.items()))
