@@ -92,7 +92,8 @@ class RunParams:
     engine: str = "native"
     filters: tuple[FilterParams, ...] = (FilterParams(-50.0, 20.0),)
     triggers: tuple[Trigger, ...] = ()      # empty with --remediate=off
-    figures: bool = False
+    figures: str = "none"       # qa.render.policy: all, failing or none
+    report: bool = False        # write each remediated co-add as a HASP cspec file
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +101,7 @@ class RunParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunParams":
         return cls(engine=data["engine"], filters=tuple(FilterParams(**f) for f in data["filters"]),
-                   triggers=tuple(Trigger(**t) for t in data["triggers"]), figures=data["figures"])
+                   triggers=tuple(Trigger(**t) for t in data["triggers"]), figures=data["figures"], report=data.get("report", False))
 
 
 def check_params(spec: CheckSpec, options: Options) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def run_params(specs: list[CheckSpec], options: Options) -> RunParams:
         Trigger(s.name, s.kind, p) for s, p in zip(specs, params) if s.on_fail == "remediate")
     return RunParams(engine=options.engine,
                      filters=tuple(dict.fromkeys(FilterParams.of(p) for p in params)),
-                     triggers=triggers, figures=options.figures)
+                     triggers=triggers, figures=options.figures, report=options.report)
 
 
 # ---------------------------------------------------------------- jobs and outcomes
@@ -371,6 +372,11 @@ def collect(options: Options, sources: list[Source], specs: list[CheckSpec] | No
                     instrument=plan.instrument, grating=plan.grating, detector=plan.detector,
                     target=plan.target, files=[d.name for d in plan.datasets])
     _unique_pids(coll)
+    if params.figures == "auto":
+        from qa.render.policy import resolve_policy
+        coll.params = replace(params, figures=resolve_policy(None, len(coll.products), True))
+        for job in coll.jobs.values():
+            job.params = coll.params
     for spec in specs:
         coll.cases += _cases(coll, spec, check_params(spec, options))
     _unique_case_ids(coll.cases)
@@ -555,7 +561,8 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
     """Remediate and draw ``product`` (or reuse its identical twin's), then drop its arrays."""
     po.product = product
     if twin is not None and twin.error is None:
-        po.remediation = replace(twin.remediation, product=po.key) if twin.remediation else None
+        # The twin's cspec file is named and labelled for the twin's level: not this product's.
+        po.remediation = replace(twin.remediation, product=po.key, cspec="") if twin.remediation else None
         po.figures, po.notes = twin.figures, list(twin.notes)
     else:
         fixed = None
@@ -573,7 +580,11 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
             if po.remediation.scaled_dir:
                 po.remediation.scaled_dir = relative.as_posix()
             outcome.remediations += 1
-        if job.params.figures:
+        if fixed is not None and job.params.report and fixed.wavelength is not None:
+            po.remediation.cspec = _write_cspec(job, fixed, po.remediation, root)
+        from qa.render.policy import wants_figures
+        if wants_figures(job.params.figures, lost=bool(product.rejected or po.keyword_filtered),
+                         remediated=po.remediation is not None):
             po.figures, po.notes = _figures(product, plan, po.remediation, fixed, root)
             outcome.figure_sets += 1
     po.product = replace(product, **{name: None for name in ARRAY_FIELDS})
@@ -607,6 +618,16 @@ def _coadd_one(engine: str, plan: ProductPlan, key: str) -> Callable[..., Engine
                             snrmax=snrmax, inputs=[p.name for p in paths], input_errors=errors,
                             products=[run_product(again, threshold, snrmax, [])])
     return run
+
+
+def _write_cspec(job: Job, fixed: Product, remediation: Remediation, root: Path) -> str:
+    """The remediated co-add as a HASP cspec beside its scaled copies; path relative to the cache."""
+    from qa.cspec import write_cspec
+    scaled = root / remediation.scaled_dir
+    relative = Path(remediation.scaled_dir) / "cspec" / fixed.filename
+    write_cspec(fixed, sorted(scaled.glob("*.fits*")), root / relative, remediation,
+                dict(zip(job.files, job.sha256)))
+    return relative.as_posix()
 
 
 def _figures(product: Product, plan: ProductPlan, remediation: Remediation | None,

@@ -189,3 +189,58 @@ def test_index_filters_in_chromium_from_file_url(doc, tmp_path, browser):
     assert EVIL in browser.find_element("css selector", "table.facts").text, "markup shown as text"
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text
+
+
+# ---------------------------------------------------------------- a real run: pytest --demo --html
+
+@pytest.mark.slow
+def test_demo_run_writes_the_review_site(tmp_path, browser):
+    from astropy.io import fits
+    from selenium.webdriver.common.by import By
+
+    from .test_report import demo_report
+
+    html = demo_report(tmp_path)          # --self-contained-html: the site gets figure files
+    doc = json.loads(html.with_suffix(".json").read_text())
+    review = tmp_path / "demo-review"
+    visit = doc["products"]["8435-G191B2B-STIS/E140M-visit03"]
+    assert set(visit["figures"]) == {"inputs_vs_coadd", "row_statistics", "scaled_inputs", "snr_gain"}
+    assert all((html.parent / p).is_file() for p in visit["figures"].values())
+    cspec = html.parent / visit["remediation"]["cspec"]
+    assert cspec.parent.parent == review / "products"
+    with fits.open(cspec) as hdul:
+        assert hdul[0].header["QAREMED"] is True and hdul[0].header["HLSP_LVL"] == 1
+
+    browser.get((review / "index.html").as_uri())
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.exposure-row")
+    assert [r.find_element(By.CSS_SELECTOR, "td").text for r in rows] == \
+        ["o5jy03030", "o5jy03030", "l4gt01030", "l4gt01030"]
+    browser.find_element(By.LINK_TEXT, "8435-G191B2B-STIS/E140M-visit03").click()
+    browser.execute_script("document.querySelectorAll('img').forEach(i => i.loading = 'eager')")
+    sizes = browser.execute_script(
+        "return Promise.all(Array.from(document.querySelectorAll('.figures img'))"
+        ".map(i => i.decode().then(() => [i.dataset.figure, i.naturalWidth])))")
+    assert sorted(sizes) == sorted([[n, 900] for n in visit["figures"]])
+    link = browser.find_element(By.CSS_SELECTOR, "a.cspec")
+    assert link.text == cspec.name
+
+    # The pytest-html report: failing rows link to their product page, skips show their reason.
+    browser.get(html.as_uri())
+    failed_links = browser.execute_script(
+        "return Array.from(document.querySelectorAll('tbody.results-table-row.failed'))"
+        ".map(t => Array.from(t.querySelectorAll('a.col-links__extra')).map(a => a.href))")
+    assert failed_links and all(any(h.startswith("file://") and "/demo-review/p/" in h for h in links)
+                                for links in failed_links)
+    for href in {h for links in failed_links for h in links if "/demo-review/p/" in h}:
+        assert Path(href.removeprefix("file://")).is_file()
+    logs = browser.execute_script(
+        "var d = JSON.parse(document.getElementById('data-container').dataset.jsonblob);"
+        "return Object.entries(d.tests).map(([k, v]) => [k, v[0].result, v[0].log])")
+    messages = {f"test_{r['check']}[{r['case_id']}]": r["message"] for r in doc["results"]}
+    skipped = [(k, log) for k, result, log in logs if result == "Skipped"]
+    assert skipped
+    for nodeid, log in skipped:
+        assert log.splitlines()[0] == messages[nodeid.split("::")[-1]], "the reason, not a tuple"
+    ids = [k for k, _r, _l in logs]
+    programs = [re.search(r"\[([^-:\]]+)", k).group(1) for k in ids]
+    assert programs == sorted(programs, key=lambda p: (len(p), p)), "rows grouped by program"
