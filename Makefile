@@ -34,3 +34,8 @@ bench: $(STAMP)
 # CPU-s of all figures of one product (budgets 0.25 / 0.5 CPU-s, issue 12).
 bench-figures: $(STAMP)
 	$(BIN)/python -m qa.bench figures
+
+# Issue 12's done-when numbers: runs over 200 generated products (no report; review site with
+# --figures=failing; --figures=all) and the review index at 2,000 products in headless Chromium.
+bench-report: $(STAMP) browser
+	$(BIN)/python -m qa.bench report

@@ -103,7 +103,9 @@ def doc(tmp_path) -> dict:
             "finished": "", "status": "complete", "environment": {}, "options": {}, "checks": [],
             "sources": {"77": {"origin": "data-dir", "directory": "/d", "manifest": None,
                                "error": None, "input_errors": {"bad_x1d.fits": f"not FITS {EVIL}"}}},
-            "products": products, "results": results}
+            "products": products, "results": results,
+            "history": {"changes": [{"pid": "77-T-COS/G130M-visit11", "kind": "input set changed",
+                                     "detail": "lxyz11010_x1d.fits re-archived"}]}}
 
 
 def written(doc, tmp_path) -> Path:
@@ -124,6 +126,7 @@ def test_one_row_per_lost_exposure_grouped_program_then_product(doc, tmp_path):
     assert "not fixed: rejected again after scaling" in html
     assert "keyword filter EXPFLAG: EXPFLAG = INTERRUPTED" in html
     assert "flux filter, iteration 2: 2 row(s) below -50 (worst order 112: -58.2)" in html
+    assert "changed: input set changed (lxyz11010_x1d.fits re-archived)" in html
 
 
 def test_text_from_files_is_escaped_everywhere(doc, tmp_path):
@@ -175,6 +178,9 @@ def test_index_filters_in_chromium_from_file_url(doc, tmp_path, browser):
     Select(browser.find_element("id", "f-instrument")).select_by_value("COS")
     assert visible() == ["lxyz11010"]
     Select(browser.find_element("id", "f-instrument")).select_by_value("")
+    Select(browser.find_element("id", "f-outcome")).select_by_value("changed")
+    assert visible() == ["lxyz11010"]
+    Select(browser.find_element("id", "f-outcome")).select_by_value("")
     browser.find_element("id", "f-search").send_keys("o5jy03010")
     assert visible() == [], "o5jy03010 was kept"
     found = browser.find_element("id", "found")

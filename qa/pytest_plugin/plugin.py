@@ -122,7 +122,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # One program's cases on one worker: its job is computed there once, and the
         # programs are spread over the workers.
         config.option.dist = "loadgroup"
-    config.pluginmanager.register(QAPlugin(config, options), "hasp-qa-run")
+    plugin = QAPlugin(config, options)
+    config.pluginmanager.register(plugin, "hasp-qa-run")
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ReviewSiteWriter(plugin), "hasp-qa-review-site")
 
 
 class CheckFailed(Exception):
@@ -423,10 +426,6 @@ class QAPlugin:
                                 results=self.results, created=self.created,
                                 interrupted=interrupted)
         report.write_results_json(self.results_path(), self.summary)
-        site = review_dir(self.config)
-        if site is not None:
-            from qa.render.site import write_site
-            self.site_index = write_site(self.summary, self.results_path(), site)
         if self.config.pluginmanager.hasplugin("html") and self.config.getoption("htmlpath", None):
             from qa.render.html_table import sort_rows
             sort_rows(self.config)      # before pytest-html writes: programs do not interleave
@@ -440,3 +439,23 @@ class QAPlugin:
         terminalreporter.write_line(f"results JSON: {self.results_path()}")
         if self.site_index is not None:
             terminalreporter.write_line(f"review site: {self.site_index}")
+
+
+class ReviewSiteWriter:
+    """Writes the review site after every plugin's ``pytest_sessionfinish`` (QAPlugin's own runs
+    first, to write the results JSON; other plugins may add to it)."""
+
+    def __init__(self, plugin: "QAPlugin") -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """The review site, from the results JSON as written last (with the history's changes
+        when the nightly plugin added them), once every other plugin has finished."""
+        site = review_dir(self.plugin.config)
+        if site is None or self.plugin.summary is None or not self.plugin.results_path().is_file():
+            return
+        from qa.render.report import load_results_json
+        from qa.render.site import write_site
+        path = self.plugin.results_path()
+        self.plugin.site_index = write_site(load_results_json(path), path, site)

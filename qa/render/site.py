@@ -191,23 +191,20 @@ def lost_exposures(record: Mapping) -> list[LostExposure]:
     return out
 
 
-def _changed(doc: Mapping, pid: str, record: Mapping) -> str:
-    """What changed since the last run, when the run compared itself with its history."""
-    value = record.get("changed")
-    if value is None:
-        value = (doc.get("changes") or {}).get(pid)
-    if not value:
-        return ""
-    if isinstance(value, Mapping):
-        return "; ".join(f"{k}: {v}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return "; ".join(str(v) for v in value)
-    return "changed" if value is True else str(value)
+def history_changes(doc: Mapping) -> dict[str, str]:
+    """Product id -> what changed since the last run (the nightly history's ``changes``)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for c in (doc.get("history") or {}).get("changes") or []:
+        text = f"{c.get('kind', 'changed')}" + (f" ({c['detail']})" if c.get("detail") else "")
+        if text not in out[c.get("pid", "")]:
+            out[c.get("pid", "")].append(text)
+    return {pid: "; ".join(texts) for pid, texts in out.items()}
 
 
 def build_views(doc: Mapping) -> list[ProductView]:
     """A view of every product of the results, sorted by program, mode, level and visit."""
     by_product: dict[str, list[dict]] = defaultdict(list)
+    changes = history_changes(doc)
     for r in doc.get("results") or []:
         by_product[r.get("product") or ""].append(r)
     views = []
@@ -215,7 +212,7 @@ def build_views(doc: Mapping) -> list[ProductView]:
         view = ProductView(pid, record, f"p/{page_name(pid)}", lost_exposures(record),
                            sorted(by_product.get(pid, []),
                                   key=lambda r: (r.get("check", ""), r.get("subject", ""))))
-        view.changed = _changed(doc, pid, record)
+        view.changed = changes.get(pid, "")
         view.flags = 0
         for e in view.lost:
             if view.changed:
