@@ -38,6 +38,35 @@ def _segment_list(wrapper, instrument: str, detector: str):
     return wrapper.HASP_STISSegmentList(None, inpath=".")
 
 
+def _import_headers(prod, paths: list[str]) -> None:
+    """HASP's ``import_data`` without the arrays: the attributes ``write`` reads.
+
+    ``import_data`` also reads every row into Segment objects (most of its cost); the
+    writer only needs the headers, per SCI extension in file order, and the lists
+    and names taken from the primary headers (hasp 1.2.5, ``HASP_SegmentList.import_data``).
+    """
+    prod.datasets, prod.num_exp = [], 0
+    prod.gratinglist, prod.instrumentlist, prod.aperturelist = [], [], []
+    prod.primary_headers, prod.first_headers = [], []
+    for path in paths:
+        with fits.open(path, memmap=False) as hdul:
+            primary = hdul[0].header
+            for ext in hdul[1:]:
+                if ext.header["EXTNAME"] == "SCI" and ext.header.get("NAXIS2", 0) > 0:
+                    prod.primary_headers.append(primary)
+                    prod.first_headers.append(ext.header)
+                    prod.datasets.append(path)
+                    prod.num_exp += 1
+        prod.instrument = primary["INSTRUME"].upper()
+        prod.grating = primary["OPT_ELEM"].upper()
+        prod.propid, prod.rootname, prod.detector = primary["PROPOSID"], primary["ROOTNAME"], primary["DETECTOR"]
+        prod.aperture = primary["APERTURE"] if prod.instrument == "COS" else primary["PROPAPER"]
+        for values, value in ((prod.gratinglist, prod.grating), (prod.instrumentlist, prod.instrument),
+                              (prod.aperturelist, prod.aperture), (prod.targnames, primary["TARGNAME"].strip())):
+            if value not in values:
+                values.append(value)
+
+
 def provenance_cards(remediation: Remediation, source_sha256: Mapping[str, str]) -> list[tuple]:
     """Primary-header cards of the remediation: rule, reference, and per input its factor and sha256.
 
@@ -86,8 +115,7 @@ def write_cspec(product: Product, scaled_paths: list[Path], path: str | Path,
     by_name = {Path(p).name: Path(p) for p in scaled_paths}
     kept = [str(by_name[name]) for name in product.kept]
     prod = _segment_list(wrapper, product.instrument, product.detector)
-    with contextlib.redirect_stdout(io.StringIO()):  # HASP prints as it imports
-        prod.import_data(kept)
+    _import_headers(prod, kept)
     # The attributes swrapper sets before writing (hasp.wrapper.create_products).
     prod.target = prod.get_targname()
     prod.targ_ra, prod.targ_dec, prod.epoch = prod.get_coords()
@@ -96,7 +124,7 @@ def write_cspec(product: Product, scaled_paths: list[Path], path: str | Path,
     prod.disambiguated_grating = product.grating.lower()
     if product.grating in ("G230L", "G140L"):
         prod.disambiguated_grating = product.instrument.lower()[0] + product.grating.lower()
-    prod.lifetime_position = prod.members[0].lifetime_position
+    prod.lifetime_position = wrapper.get_lifetime_position(prod.primary_headers[0])
     prod.output_wavelength = np.asarray(product.wavelength)
     prod.output_flux = np.asarray(product.flux)
     prod.output_errors = np.asarray(product.error)

@@ -274,3 +274,24 @@ def test_png_is_deterministic(cascade):
     assert plots.inputs_vs_coadd(cascade.product, cascade.datasets) == \
         plots.inputs_vs_coadd(cascade.product, cascade.datasets)
     assert b"tIME" not in first and b"Software" not in first
+
+
+def test_reused_figures_give_the_same_png_as_new_ones(cascade):
+    """The PNG functions draw into per-thread reused figures: nothing of the last product stays."""
+    other = replace(cascade.product, inputs=cascade.product.inputs[:2], kept=cascade.product.inputs[:2],
+                    rejected=[], target="OTHER", threshold=-20.0)
+    fresh = {
+        "inputs": plots.to_png(plots.make_inputs_vs_coadd_figure(cascade.product, cascade.datasets)),
+        "rows": plots.to_png(plots.make_row_statistics_figure(cascade.product)),
+        "scaled": plots.to_png(plots.make_scaled_inputs_figure(cascade.remediation, cascade.scaled,
+                                                               cascade.fixed)),
+        "snr": plots.to_png(plots.make_snr_gain_figure(cascade.product, cascade.fixed,
+                                                       cascade.remediation.snr_gain))}
+    for _ in range(2):   # the second round reuses figures the first filled with another product
+        plots.product_figures(other, cascade.input_dir, cascade.remediation, cascade.fixed)
+        figures = plots.product_figures(cascade.product, cascade.input_dir, cascade.remediation,
+                                        cascade.fixed)
+        assert figures["inputs_vs_coadd"] == fresh["inputs"]
+        assert figures["row_statistics"] == fresh["rows"]
+        assert figures["scaled_inputs"] == fresh["scaled"]
+        assert figures["snr_gain"] == fresh["snr"]
