@@ -639,7 +639,8 @@ def _figures(product: Product, plan: ProductPlan, remediation: Remediation | Non
         if rem is not None and rem.scaled_dir:
             rem = replace(rem, scaled_dir=str(root / rem.scaled_dir))
         directory = Path(plan.datasets[0].path).parent
-        return plots.product_figures(product, directory, rem, fixed), []
+        # The job read these files already: the figures draw from them, not from disk again.
+        return plots.product_figures(product, directory, rem, fixed, datasets=plan.datasets), []
     except Exception as exc:  # noqa: BLE001 - e.g. mathtext in a header value
         return {}, [f"figures of {product.key} could not be drawn: {type(exc).__name__}: {exc}"]
 
