@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 .PHONY: venv demo test browser bench bench-figures bench-report
+.PHONY: venv demo test browser bench importtime bench-runs
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -39,3 +40,13 @@ bench-figures: $(STAMP)
 # --figures=failing; --figures=all) and the review index at 2,000 products in headless Chromium.
 bench-report: $(STAMP) browser
 	$(BIN)/python -m qa.bench report
+# What every pytest run in the venv pays for hasp-qa's two pytest11 entry points (microseconds,
+# cumulative; pytest itself is imported first so that it is not counted).
+importtime: $(STAMP)
+	@$(BIN)/python -X importtime -c "import pytest; import qa.pytest_plugin.plugin, qa.archive.mast_server" 2>&1 | \
+	  grep -E '\| (pytest|qa\.pytest_plugin\.plugin|qa\.archive\.mast_server)$$'
+
+# Whole pytest runs: peak RSS 40 vs 160 products, -n 2 vs serial on 50 products,
+# results JSON size/RSS for 1,500 exposures, --collect-only vs the full demo run.
+bench-runs: $(STAMP)
+	$(BIN)/python -m qa.runbench memory xdist scale collect

@@ -27,6 +27,33 @@ ENGINE_PARAMS = {"threshold": (float, -50.0), "snrmax": (float, 20.0)}
 CHOICES = {"reference_rule": REFERENCE_RULES}
 
 
+def _finite(v: float) -> bool:
+    return bool(np.isfinite(v))
+
+
+# Values that make a check meaningless, per parameter name: (test, what is expected).
+# snrmax: HASP divides by it, error floor = flux / snrmax. 0 gives an infinite floor, so
+# every deviation is 0 and the flux filter is off; a negative value removes the floor for
+# positive fluxes only and turns it into |flux / snrmax| for negative ones. HASP gives
+# neither a meaning (its -s is "maximum SNR per pixel"), so both are refused.
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "threshold": (_finite, "a finite number (HASP -t; NaN or infinity makes every row pass or fail)"),
+    "snrmax": (lambda v: _finite(v) and v > 0,
+               "a finite number > 0 (HASP -s divides by it: 0 switches the flux filter off, "
+               "a negative value has no meaning in HASP; use a large value for no SNR cap)"),
+    "worst_rows": (lambda v: v >= 1, "an integer >= 1"),
+    "min_median_gain": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+}
+
+
+def param_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    rule = RANGES.get(name)
+    if rule is None or rule[0](value):
+        return None
+    return f"expected {rule[1]}, got {value!r}"
+
+
 class CheckFileError(Exception):
     """A check file is malformed; the message names the file, the key and what was expected."""
 
@@ -103,13 +130,21 @@ def load_check_file(path: str | Path) -> list[CheckSpec]:
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CheckFileError(path, "(file)", f"cannot be read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise CheckFileError(path, "(file)", f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                                             f"at offset {exc.start}); TOML files are UTF-8") from exc
+    except tomllib.TOMLDecodeError as exc:
         raise CheckFileError(path, "(file)", f"cannot be read as TOML: {exc}") from exc
     unknown = set(data) - {"check"}
     if unknown:
         raise CheckFileError(path, sorted(unknown)[0], "unknown top-level table (expected [check.<name>])")
     checks = data.get("check", {})
+    if not isinstance(checks, dict):
+        raise CheckFileError(path, "check", f"expected tables [check.<name>], got "
+                                            f"{type(checks).__name__} {checks!r}")
     if not checks:
         raise CheckFileError(path, "check", "no [check.<name>] table")
     return [_spec(path, name, table) for name, table in checks.items()]
@@ -158,6 +193,9 @@ def _params(path: Path, where: str, kind: CheckKind, given: dict) -> dict[str, A
         if choices and value not in choices:
             raise CheckFileError(path, f"{where}.params.{key}",
                                  f"expected one of {', '.join(choices)}, got {value!r}")
+        problem = param_problem(key, value)
+        if problem:
+            raise CheckFileError(path, f"{where}.params.{key}", problem)
         out[key] = value
     return {k: out.get(k, default) for k, (_typ, default) in kind.params.items()}
 
@@ -167,6 +205,8 @@ def load_checks(paths: list[str | Path]) -> list[CheckSpec]:
     specs: list[CheckSpec] = []
     for p in paths:
         p = Path(p)
+        if not p.exists():
+            raise CheckFileError(p, "(path)", "does not exist")
         files = sorted(p.glob("*.toml")) if p.is_dir() else [p]
         if not files:
             raise CheckFileError(p, "(directory)", "holds no *.toml check file")

@@ -47,7 +47,6 @@ from qa.results import (
 )
 from qa.sources import Options, Source
 
-ENGINES = ("native", "hasp")
 # Header values of each input that the results JSON carries (primary, then first SCI).
 INPUT_HEADER_KEYS = ("APERTURE", "PROPAPER", "CENWAVE", "TARGNAME", "POSTARG1", "POSTARG2",
                      "EXPTIME", "EXPSTART", "EXPFLAG", "FGSLOCK")
@@ -360,7 +359,7 @@ def collect(options: Options, sources: list[Source], specs: list[CheckSpec] | No
             job = Job(id=f"{source.label}:{program}", source=source.label,
                       directory=str(directory), files=[h.name for h in files],
                       sha256=[sha256_file(h.path) for h in files], params=params,
-                      cache_dir=str(options.cache_dir))
+                      cache_dir=str(options.cache_dir) if options.cache_dir else None)
             coll.jobs[job.id] = job
         for plan in plan_products(kept):
             key = _plan_key(plan)
@@ -462,13 +461,35 @@ def compute(job: Job) -> JobOutcome:
         if stored is not None:
             try:
                 outcome = JobOutcome.from_dict(stored)
-                outcome.from_cache = True
-                return outcome
             except (KeyError, TypeError, ValueError):
-                pass  # written by other code: compute again
+                outcome = None  # written by other code: compute again
+            if outcome is not None:
+                outcome.from_cache = True
+                _restore_scaled_copies(job, outcome, Path(job.cache_dir))
+                return outcome
         outcome = _compute_guarded(job, Path(job.cache_dir), key)
         cache.store(key, outcome.to_dict())
         return outcome
+
+
+def _restore_scaled_copies(job: Job, outcome: JobOutcome, root: Path) -> None:
+    """Write the scaled copies of a cached outcome again if their folder was deleted.
+
+    They are for people to inspect; the outcome itself does not need them.
+    """
+    from qa.io.reader import read_dataset
+    from qa.remediate import write_scaled_copy
+    for po in outcome.products:
+        rem = po.remediation
+        if rem is None or not rem.possible or not rem.scaled_dir or (root / rem.scaled_dir).is_dir():
+            continue
+        try:
+            for name in po.product.inputs:
+                write_scaled_copy(read_dataset(Path(job.directory) / name), rem.factors,
+                                  root / rem.scaled_dir, f"{rem.scaled_to} (rule {rem.reference_rule})")
+        except Exception as exc:  # noqa: BLE001 - the verdicts stand without the copies
+            po.notes.append(f"scaled copies of {po.key} could not be written again: "
+                            f"{type(exc).__name__}: {exc}")
 
 
 def _compute_guarded(job: Job, root: Path, key: str) -> JobOutcome:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from urllib.parse import quote
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from qa import __version__
 from qa.io.model import Dataset
@@ -48,22 +50,22 @@ def exposure_medians(datasets: list[Dataset]) -> dict[str, float]:
 
 
 def scale_factors(medians: dict[str, float], rule: str = "brightest") -> tuple[str, dict[str, float]]:
-    """Factors that bring every exposure to the reference median.
+    """Factors that bring every exposure to the median flux the reference rule picks.
 
     Parameters
     ----------
     medians : dict
         Exposure name -> good-pixel median flux.
     rule : {"brightest", "median", "first"}
-        The reference: the brightest exposure (as the tutorial does), the median
-        of the medians, or the first exposure.
+        The reference rule: scale to the brightest exposure (as the tutorial does),
+        to the median of the medians, or to the first exposure.
 
     Returns
     -------
-    reference : str
-        The reference exposure's name ("median of medians" for that rule).
+    scaled_to : str
+        The exposure scaled to ("median of medians" for that rule).
     factors : dict
-        Exposure name -> factor (reference median / own median).
+        Exposure name -> factor (target median / own median).
 
     Raises
     ------
@@ -79,14 +81,14 @@ def scale_factors(medians: dict[str, float], rule: str = "brightest") -> tuple[s
         listing = ", ".join(f"{k} (median {v:.3g})" for k, v in bad.items())
         raise NotPossible(f"median flux is not positive for {listing}")
     if rule == "brightest":
-        reference = max(medians, key=medians.get)
-        ref = medians[reference]
+        scaled_to = max(medians, key=medians.get)
+        target = medians[scaled_to]
     elif rule == "first":
-        reference = next(iter(medians))
-        ref = medians[reference]
+        scaled_to = next(iter(medians))
+        target = medians[scaled_to]
     else:
-        reference, ref = "median of medians", float(np.median(list(medians.values())))
-    return reference, {k: ref / v for k, v in medians.items()}
+        scaled_to, target = "median of medians", float(np.median(list(medians.values())))
+    return scaled_to, {k: target / v for k, v in medians.items()}
 
 
 def _sha256(path: Path) -> str:
@@ -95,6 +97,15 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def fits_text(text: str) -> str:
+    """``text`` as a FITS header value: printable ASCII, the rest percent-encoded (RFC 3986).
+
+    FITS values hold printable ASCII only; a path with non-ASCII characters or a newline
+    would make astropy refuse the whole file. ``urllib.parse.unquote`` gives the text back.
+    """
+    return quote(text, safe="/ !\"#$&'()*+,:;<=>?@[]^_`{|}~-.")
 
 
 def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note: str) -> Path:
@@ -113,12 +124,17 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
     primary = out[0].header
     # Keywords, not HISTORY text, so that provenance survives FITS line wrapping; long
     # values (CONTINUE cards) get no comment because astropy would truncate it.
-    primary["QASRC"] = str(ds.path.resolve())      # the file these data were scaled from
-    primary["QASRCSHA"] = _sha256(ds.path)         # its sha256
-    primary["QAREF"] = note                        # the scaling reference
+    primary["QASRC"] = fits_text(str(ds.path.resolve()))   # the file these data were scaled from
+    primary["QASRCSHA"] = _sha256(ds.path)                 # its sha256
+    primary["QAREF"] = fits_text(note)                     # the scaling reference
     primary["HISTORY"] = f"hasp-qa {__version__} {stamp}: FLUX and ERROR scaled by SCALEFAC"
     out.writeto(dest, overwrite=True)
     return dest
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return " ".join(lines[:4]) if lines else type(exc).__name__
 
 
 def relative_snr(original: Product, remediated: Product) -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +174,9 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
     outdir : Path
         A new directory for the scaled copies.
     run_engine : callable
-        ``qa.engine.native.run`` or ``qa.engine.reference.run``.
+        ``run(directory, threshold=, snrmax=) -> EngineResult`` making at least this
+        product from the copies: ``qa.engine.native.run``, ``qa.engine.reference.run``,
+        or one that co-adds only this product (``qa.pipeline``).
     rule : str
         Reference rule, see :func:`scale_factors`.
 
@@ -170,18 +188,29 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
     rem = Remediation(product=product.key, possible=False, reason="", reference_rule=rule)
     rem.medians = exposure_medians(datasets)
     try:
-        reference, factors = scale_factors(rem.medians, rule)
+        scaled_to, factors = scale_factors(rem.medians, rule)
     except NotPossible as exc:
         rem.reason = str(exc)
         return rem, None
-    rem.possible, rem.scaled_to, rem.factors = True, reference, factors
-    note = f"{reference} (rule {rule})"
+    rem.possible, rem.scaled_to, rem.factors = True, scaled_to, factors
+    note = f"{scaled_to} (rule {rule})"
     for ds in datasets:
-        write_scaled_copy(ds, factors, outdir, note)
+        try:
+            write_scaled_copy(ds, factors, outdir, note)
+        except (VerifyError, ValueError, OSError) as exc:
+            # e.g. a header card with control characters: astropy reads it, refuses to write it.
+            rem.possible, rem.reason = False, (f"cannot write a scaled copy of {ds.name} "
+                                               f"({type(exc).__name__}: {_first_line(exc)})")
+            return rem, None
     rem.scaled_dir = str(outdir)
     rerun = run_engine(outdir, threshold=product.threshold, snrmax=product.snrmax)
     # The re-run also makes other levels from these files; keep the matching product.
-    fixed = next(p for p in rerun.products if p.key == product.key)
+    fixed = next((p for p in rerun.products if p.key == product.key), None)
+    if fixed is None:
+        problems = "; ".join(f"{k}: {v}" for k, v in rerun.input_errors.items()) or "none"
+        rem.possible, rem.reason = False, (f"the scaled copies made no product {product.key} "
+                                           f"(input errors: {problems})")
+        return rem, None
     rem.kept_after, rem.rejected_after = fixed.kept, [r.file for r in fixed.rejected]
     rem.snr_gain = snr_gain(product, fixed)
     if rem.snr_gain is None:

@@ -6,6 +6,7 @@ the co-add.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +48,22 @@ def file_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with control and other invisible characters percent-encoded (``%0A``).
+
+    Test ids, terminal lines and report text come from file names and header values;
+    a newline, an ANSI escape or a backslash (pytest-html decodes ids with
+    ``unicode_escape``) must show as text, not act. ``%`` itself is encoded too, so
+    two different texts never give the same result. Characters in ``keep`` (say
+    ``"\n"`` for multi-line messages) pass unchanged.
+    """
+    def enc(ch: str) -> str:
+        if ch in keep or not (ch in "%\\" or unicodedata.category(ch)[0] == "C"):
+            return ch
+        return "".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(enc(ch) for ch in text)
+
+
 def product_key(program: int, target: str, mode: str, level: str, visit: str) -> str:
     """Readable identifier of a product, e.g. ``8435-G191B2B-STIS/E140M-visit03``."""
     where = f"visit{visit}" if level == "visit" else level
@@ -82,6 +99,8 @@ class Product:
     rejected: list[Rejection] = field(default_factory=list)
     iterations: int = 1
     row_stats: list[RowStat] = field(default_factory=list)
+    # Problems worth a user's attention that do not stop HASP, e.g. a dead SCI extension.
+    findings: list[str] = field(default_factory=list)
     wavelength: np.ndarray | None = None
     flux: np.ndarray | None = None
     error: np.ndarray | None = None

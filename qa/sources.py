@@ -15,7 +15,7 @@ from typing import Any
 from filelock import FileLock
 
 from qa.cache import source_fingerprint
-from qa.io.reader import find_spectra
+from qa.io.reader import directory_label, find_spectra, not_a_directory
 
 
 @dataclass
@@ -36,10 +36,8 @@ class Options:
     figures: str = "none"              # figures policy (qa.render.policy): all, failing, none;
                                        # "auto" until the number of products is known
     report: bool = False               # a report is written: remediated co-adds become cspec files
-
-    @property
-    def active(self) -> bool:
-        return bool(self.programs or self.data_dirs or self.demo)
+    archive_timeout: float = 60.0          # seconds per archive request
+    archive_deadline: float | None = None  # seconds per program, all requests and retries
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v]
@@ -73,9 +71,10 @@ def resolve_sources(options: Options) -> list[Source]:
     for program in options.programs:
         sources.append(_archive_source(program, options))
     for d in options.data_dirs:
-        src = Source(label=d.resolve().name, origin="data-dir", directory=str(d))
-        if not d.is_dir():
-            src.directory, src.error = None, f"--data-dir {d}: not a directory"
+        src = Source(label=directory_label(d), origin="data-dir", directory=str(d))
+        problem = not_a_directory(d)
+        if problem:
+            src.directory, src.error = None, f"--data-dir {d}: {problem}"
         elif not find_spectra(d):
             src.directory, src.error = None, f"--data-dir {d}: holds no *_x1d.fits or *_sx1.fits file"
         sources.append(src)
@@ -110,7 +109,8 @@ def _archive_source(program: str, options: Options) -> Source:
     from qa.archive.fetch import ArchiveError, fetch_program
     try:
         fetched = fetch_program(program, options.cache_dir / "mast",
-                                mast_url=options.mast_url, offline=options.offline)
+                                mast_url=options.mast_url, offline=options.offline,
+                                timeout=options.archive_timeout, deadline=options.archive_deadline)
     except ArchiveError as exc:
         return Source(label=program, origin="archive", error=str(exc))
     manifest = json.loads(Path(fetched.manifest).read_text())

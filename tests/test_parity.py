@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import shutil
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -154,3 +155,110 @@ def test_gzip_inputs(real_dir, tmp_path):
     result = assert_same(packed)
     visit = result.product("8016-G191B2B-STIS/E140M-visit03")
     assert [r.file for r in visit.rejected] == ["o5jy03030_x1d.fits.gz", "o5jy03020_x1d.fits.gz"]
+
+
+def _write(specs, real_dir, directory):
+    from .differential import write_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, spec in enumerate(specs, start=1):
+        write_file(spec, i, real_dir, directory)
+    return directory
+
+
+def test_stis_ccd_bit_identical(real_dir, tmp_path):
+    # STIS CCD first-order cuts of a real file: three exposures take ullyses' CCD
+    # multi-file path (float32 scalar squares), the visit of one its single-file path
+    # (float64 SNR). Both engines agree to the last bit.
+    from .differential import FileSpec
+
+    specs = [FileSpec("o4vt02040", visit=1, ccd=True, scale=s, seed=i, flag_fraction=0.05)
+             for i, s in enumerate((1.0, 0.93, 1.08))]
+    specs.append(FileSpec("o4vt02040", visit=2, ccd=True, noise=0.05, seed=7))
+    d = _write(specs, real_dir, tmp_path / "ccd")
+    a, b = native.run(d), reference.run(d)
+    assert not differences(a, b, rtol=0.0), "\n".join(differences(a, b, rtol=0.0))
+    multi, single = a.product("8016-G191B2B-STIS/G430M-visit01"), a.product("8016-G191B2B-STIS/G430M-visit02")
+    assert (multi.detector, len(multi.kept), len(single.kept)) == ("CCD", 3, 1)
+    # The single-file CCD product keeps the exposure's own (unevenly spaced) wavelengths;
+    # several exposures are resampled onto HASP's even grid.
+    assert np.ptp(np.diff(multi.wavelength)) < 1e-9 < np.ptp(np.diff(single.wavelength))
+
+
+def test_ccd_error_squares_like_hasp():
+    from qa.engine.coadd import scalar_square_float32
+
+    rng = np.random.default_rng(3)
+    x = (rng.random(200_000) * 10.0 ** rng.uniform(-20, 5, 200_000)).astype(np.float32)
+    expected = np.array([v ** 2 for v in x], dtype=np.float32)  # what ullyses does, per pixel
+    assert np.array_equal(scalar_square_float32(x), expected)
+    assert not np.array_equal(x * x, expected)  # the vectorized square is not HASP's
+
+
+def test_single_row_products(real_dir, tmp_path):
+    # One row per product: never tested by the flux filter (N = 0, statistic 0).
+    from .differential import FileSpec
+
+    d = _write([FileSpec("o3zx02070", rows=(5, 6))], real_dir, tmp_path / "one")
+    result = assert_same(d)
+    for product in result.products:
+        assert [(s.n, s.scaled_median) for s in product.row_stats] == [(0, 0.0)]
+    # A positive threshold removes even an untested single row, in both engines.
+    result = assert_same(d, threshold=1.0)
+    assert all(p.kept == [] and p.rejected for p in result.products)
+
+
+def test_dead_extension_is_an_input_and_a_finding(real_dir, tmp_path):
+    # ocb6f1020's second SCI extension fully flagged: HASP still co-adds the first,
+    # builds its grid from every pixel, and writes the product.
+    from .differential import FileSpec
+
+    d = _write([FileSpec("ocb6f1020", rows=(10, 14), dead_ext=(2,)),
+                FileSpec("ocb6f1020", rows=(10, 14), scale=0.98, seed=1)], real_dir, tmp_path / "dead")
+    result = assert_same(d)
+    visit = result.product("13346-UPS-ORI-STIS/E140H-visit01")
+    assert visit.findings == ["oq3a0101q_x1d.fits[SCI,2]: no good pixel (every DQ flagged)"]
+    assert "oq3a0101q_x1d.fits" in visit.inputs and visit.flux is not None
+    dead_rows = [s for s in visit.row_stats if s.file == "oq3a0101q_x1d.fits" and s.extver == 2]
+    assert dead_rows and all(s.n == 0 for s in dead_rows)
+
+
+def test_dead_file_alone_makes_no_product(real_dir, tmp_path):
+    from .differential import FileSpec
+
+    d = _write([FileSpec("o3zx02070", rows=(0, 3), dead_ext=(1,))], real_dir, tmp_path / "dead")
+    result = assert_same(d)
+    assert result.input_errors == {}
+    assert all(p.flux is None and p.kept == [] for p in result.products)
+    assert all(p.findings for p in result.products)
+
+
+def test_hidden_files_are_ignored_by_both_engines(real_dir, tmp_path):
+    from .differential import FileSpec
+
+    d = _write([FileSpec("o4vt02040", rows=(0, 3), hidden="copy"),
+                FileSpec("o4vt02040", rows=(0, 3), hidden="appledouble", scale=0.95)],
+               real_dir, tmp_path / "hidden")
+    result = assert_same(d)
+    assert result.inputs == ["oq0a0101q_x1d.fits", "oq0a0102q_x1d.fits"]
+    assert result.input_errors == {}
+
+
+def test_products_selects_what_is_computed(real_dir, tmp_path):
+    for name in ("o3zx02070", "odbue5030"):
+        shutil.copy(real_dir / f"{name}_x1d.fits", tmp_path)
+    want = {"7096-BD+28D4211-STIS/E230M-program"}
+    for engine in (native, reference):
+        result = engine.run(tmp_path, products=want)
+        assert [p.key for p in result.products] == sorted(want)
+
+
+def test_reference_is_hasp_main(real_dir, tmp_path):
+    # The reference engine's log is swrapper's own output, product files included.
+    shutil.copy(real_dir / "o3zx02070_x1d.fits", tmp_path)
+    result = reference.run(tmp_path)
+    assert result.log[0].startswith("HASP version")
+    assert any(line.startswith("   Wrote ") and "hst_7096_stis_bdp28d4211_e230m_o3zx02_cspec.fits" in line
+               for line in result.log)
+    assert [p.filename for p in result.products] == [
+        "hst_7096_stis_bdp28d4211_e230m_o3zx02_cspec.fits", "hst_7096_stis_bdp28d4211_e230m_o3zx_cspec.fits"]

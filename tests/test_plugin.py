@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,55 @@ def test_same_product_from_two_sources(real_dir, tmp_path):
     ids = [(r["check"], r["case_id"]) for r in data["results"]]
     assert len(ids) == len(set(ids)) == 2 * (2 + 2 + 2)
     assert ("rejection", "data-data-dir2:7096-BD+28D4211-STIS/E230M-visit02") in ids
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")} \
+        if root.exists() else {}
+
+
+def test_collect_only_runs_nothing_and_writes_nothing(data_dir, tmp_path):
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "--collect-only", "-q")
+    assert code == 0, out
+    assert f"test_flux_variance[{VISIT}-o5jy03030]" in out
+    assert data is None and not (tmp_path / "cache").exists(), "collect-only wrote a file"
+    # After a full run the cache is there; listing again changes nothing in it.
+    qa(tmp_path, f"--data-dir={data_dir}")
+    before = _tree(tmp_path / "cache")
+    (tmp_path / "results.json").unlink()
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "--collect-only", "-q")
+    assert code == 0 and data is None and _tree(tmp_path / "cache") == before
+
+
+def test_xdist_queries_the_archive_once(data_dir, tmp_path):
+    root = tmp_path / "mast"
+    shutil.copytree(data_dir, root / "8016")
+    with MastServer(root) as server:
+        code, out, data = qa(tmp_path, "--program=8016", f"--mast-url={server.url}", "-n", "2")
+        services = Counter(r.service for r in server.log if r.service)
+    assert code == 1, out
+    assert {k for k, v in outcomes(data).items() if v == "failed"} == EXPECTED_FAILED
+    assert services and set(services.values()) == {1}, services
+    assert server.downloads() == 4
+
+
+INTERRUPT = '''
+def pytest_runtest_call(item):
+    if "o5jy03020" in item.name:
+        raise KeyboardInterrupt
+'''
+
+
+def test_interrupted_run_is_marked(data_dir, tmp_path):
+    (tmp_path / "interrupter.py").write_text(INTERRUPT)
+    env_path = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    results = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "interrupter", "-p", "no:randomly",
+                           f"--data-dir={data_dir}", f"--cache-dir={tmp_path / 'cache'}",
+                           f"--qa-results={results}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": env_path})
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    data = json.loads(results.read_text())
+    assert data["status"] == "interrupted" and data["schema"] == 2
+    assert 0 < len(data["results"]) < 16
+    assert "INTERRUPTED" in proc.stdout

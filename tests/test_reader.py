@@ -99,10 +99,26 @@ def test_nan_in_good_pixels(real_dir, tmp_path):
     _expect(_edit(real_dir, tmp_path, poison), "NaN")
 
 
-def test_all_pixels_flagged(real_dir, tmp_path):
+def test_all_pixels_flagged_is_an_input_with_a_finding(real_dir, tmp_path):
+    # HASP keeps a fully flagged file as a member of its product: not an input error.
     def flag(h):
         h[1].data["DQ"][:] = 4
-    _expect(_edit(real_dir, tmp_path, flag), "every pixel")
+    path = _edit(real_dir, tmp_path, flag)
+    validate_dataset(read_dataset(path))
+    shutil.copy(real_dir / "o4vt02040_x1d.fits", tmp_path / "o4vt09020_x1d.fits")
+    result = native.run(tmp_path)
+    assert result.input_errors == {}
+    visit = result.products[0]
+    assert visit.inputs == visit.kept == [path.name, "o4vt09020_x1d.fits"]
+    assert visit.findings == [f"{path.name}[SCI,1]: no good pixel (every DQ flagged)"]
+
+
+def test_hidden_files_are_not_inputs(real_dir, tmp_path):
+    # HASP's glob.glob skips dot-files: AppleDouble junk and hidden copies alike.
+    shutil.copy(real_dir / "o4vt02040_x1d.fits", tmp_path)
+    shutil.copy(real_dir / "o4vt02040_x1d.fits", tmp_path / ".o4vt02050_x1d.fits")
+    (tmp_path / "._o4vt02040_x1d.fits").write_bytes(bytes(4096))
+    assert [p.name for p in find_spectra(tmp_path)] == ["o4vt02040_x1d.fits"]
 
 
 def test_one_bad_file_does_not_stop_the_others(real_dir, tmp_path):

@@ -39,6 +39,11 @@ HASP_SUBGROUPS = ("X1D", "SX1")
 HASP_INSTRUMENTS = ("STIS", "COS")
 MANIFEST_NAME = "manifest.json"
 _TMP_PREFIX = ".download-"
+# Spectrum files in a program's directory that its current manifest does not vouch for
+# are moved here, out of the ``*_x1d.fits`` glob: the cache co-adds what the manifest lists.
+UNVOUCHED_DIR = ".unvouched"
+_GZIP_MAGIC = b"\x1f\x8b"
+_FITS_START = b"SIMPLE  ="
 # An HST file name: a 9-character rootname (instrument letter first) and a HASP suffix.
 _HST_NAME = re.compile(r"[a-z][a-z0-9]{8}_(x1d|sx1)\.fits", re.IGNORECASE)
 _PROGRAM_ID = re.compile(r"\d{1,6}")
@@ -102,6 +107,12 @@ class OfflineCacheError(ArchiveError):
     """Offline mode, and the cache does not hold everything the program needs."""
 
     kind = "offline-missing"
+
+
+class ArchiveDeadlineError(ArchiveError):
+    """The program's deadline passed before its files were all fetched and verified."""
+
+    kind = "deadline"
 
 
 class CacheBusyError(ArchiveError):
@@ -185,7 +196,7 @@ def resolve_mast_url(mast_url: str | None = None) -> str:
 def fetch_program(program_id: str | int, cache_dir: str | Path, *,
                   mast_url: str | None = None, offline: bool = False, retries: int = 3,
                   backoff: float = 0.5, timeout: float = 60.0,
-                  lock_timeout: float = 600.0) -> FetchResult:
+                  lock_timeout: float = 600.0, deadline: float | None = None) -> FetchResult:
     """Fetch a program's STIS/COS x1d/sx1 files into ``cache_dir/<program>/``.
 
     Parameters
@@ -206,6 +217,9 @@ def fetch_program(program_id: str | int, cache_dir: str | Path, *,
         Seconds to wait for the archive to connect or send data, per request.
     lock_timeout : float, optional
         Seconds to wait for another run holding the program's cache lock.
+    deadline : float, optional
+        Seconds the whole program may take (lock wait, queries, downloads, retries);
+        None: no overall limit. Every request's timeout is cut to what is left.
 
     Returns
     -------
@@ -217,17 +231,45 @@ def fetch_program(program_id: str | int, cache_dir: str | Path, *,
     ArchiveError
         A subclass naming the problem: ``InvalidProgramError``, ``UnknownProgramError``,
         ``NoSpectraError``, ``ArchiveUnreachableError``, ``DownloadFailedError``,
-        ``OfflineCacheError`` or ``CacheBusyError``.
+        ``OfflineCacheError``, ``CacheBusyError`` or ``ArchiveDeadlineError``.
     """
     program = _normalise_program(program_id)
+    clock = _Clock(program, timeout, deadline)
     directory = Path(cache_dir).resolve() / program
     directory.mkdir(parents=True, exist_ok=True)
-    with _program_lock(directory, program, lock_timeout):
+    with _program_lock(directory, program, clock.cap(lock_timeout)):
         _remove_stale_downloads(directory)
         if offline:
             return _from_cache(program, directory)
         return _fetch_online(program, directory, resolve_mast_url(mast_url),
-                             retries=retries, backoff=backoff, timeout=timeout)
+                             retries=retries, backoff=backoff, clock=clock)
+
+
+class _Clock:
+    """The program's time budget: per-request timeout, cut to what is left of the deadline."""
+
+    def __init__(self, program: str, timeout: float, deadline: float | None) -> None:
+        self.program, self.timeout, self.seconds = program, timeout, deadline
+        self.end = None if deadline is None else time.monotonic() + deadline
+
+    def remaining(self) -> float:
+        return float("inf") if self.end is None else self.end - time.monotonic()
+
+    def cap(self, seconds: float) -> float:
+        """``seconds``, or less if the deadline comes first (at least a moment)."""
+        return max(min(seconds, self.remaining()), 0.01)
+
+    def check(self, what: str) -> None:
+        """Raise ArchiveDeadlineError once the deadline has passed."""
+        if self.remaining() <= 0:
+            raise ArchiveDeadlineError(
+                f"program {self.program}: deadline of {self.seconds:g} s passed during {what} "
+                f"(each request may take {self.timeout:g} s); the archive is too slow or "
+                "stalled; raise --archive-deadline or try later", program=self.program)
+
+    def request_timeout(self) -> float:
+        self.check("a request to the archive")
+        return self.cap(self.timeout)
 
 
 # -- helpers: cache ------------------------------------------------------------------
@@ -281,6 +323,9 @@ def verify_file(path: str | Path, expected_size: int | None) -> str | None:
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
         return f"size {size} bytes, archive announced {expected_size}"
+    problem = _not_plain_fits(path)
+    if problem:
+        return problem
     try:
         with fits.open(path, memmap=False) as hdul:
             if "SCI" not in hdul:
@@ -289,6 +334,46 @@ def verify_file(path: str | Path, expected_size: int | None) -> str | None:
     except Exception as err:  # astropy raises many types for damaged files
         return f"not a readable FITS file ({type(err).__name__}: {err})"
     return None
+
+
+def _not_plain_fits(path: Path) -> str | None:
+    """Refuse bytes that are not an uncompressed FITS file under an ``x1d.fits`` name.
+
+    astropy opens gzip data whatever the name, so such a file would verify; but the
+    checksum and size would then vouch for bytes that are not what the name says,
+    and readers that trust the name (HASP's, ours) would fail on them later.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(len(_FITS_START))
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip-compressed bytes under a .fits name (expected a plain FITS file)"
+    if head != _FITS_START:
+        return "not a FITS file (it does not start with a SIMPLE card)"
+    return None
+
+
+def _set_aside_unvouched(directory: Path, vouched: set[str]) -> dict[str, str]:
+    """Move spectrum files the manifest does not vouch for out of the co-add's way.
+
+    Returns
+    -------
+    dict
+        File name -> why it was set aside (also recorded in the manifest).
+    """
+    aside = {}
+    for path in sorted(directory.iterdir()):
+        if path.name in vouched or not _is_spectrum_name(path.name):
+            continue
+        target = directory / UNVOUCHED_DIR
+        target.mkdir(exist_ok=True)
+        os.replace(path, target / path.name)
+        aside[path.name] = (f"not vouched for by the current manifest; moved to "
+                            f"{UNVOUCHED_DIR}/ (not co-added)")
+    return aside
+
+
+def _is_spectrum_name(name: str) -> bool:
+    return name.lower().endswith(("_x1d.fits", "_sx1.fits", "_x1d.fits.gz", "_sx1.fits.gz"))
 
 
 def _read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -333,6 +418,7 @@ def _from_cache(program: str, directory: Path) -> FetchResult:
             missing.append(MissingProduct(product["filename"], problem))
         else:
             files.append(str(path))
+    _set_aside_unvouched(directory, {Path(f).name for f in files})
     if missing:
         listing = "; ".join(f"{m.filename} ({m.reason})" for m in missing)
         raise OfflineCacheError(
@@ -349,24 +435,24 @@ def _offline_problem(path: Path, product: dict[str, Any]) -> str | None:
         return "not in cache"
     if _sha256(path) != product.get("sha256"):
         return "checksum differs from manifest"
-    return None
+    return _not_plain_fits(path)
 
 
 # -- helpers: archive ----------------------------------------------------------------
 class _TimeoutAdapter(HTTPAdapter):
     """Gives every request a timeout: astroquery's downloads pass none and could hang."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, clock: _Clock) -> None:
         super().__init__()
-        self.timeout = timeout
+        self.clock = clock
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
+        # astroquery's queries pass their own (10-minute) timeout: ours always wins.
+        kwargs["timeout"] = self.clock.request_timeout()
         return super().send(request, **kwargs)
 
 
-def _client(mast_url: str, timeout: float) -> Any:
+def _client(mast_url: str, clock: _Clock) -> Any:
     """A fresh astroquery ``ObservationsClass`` talking to ``mast_url``.
 
     The request URLs are class attributes built from ``conf.server`` at import; setting
@@ -384,7 +470,7 @@ def _client(mast_url: str, timeout: float) -> Any:
     portal.MAST_BUNDLE_URL = f"{mast_url}/api/v0.1/Download/bundle"
     portal._column_configs = {}
     for scheme in ("http://", "https://"):
-        client._session.mount(scheme, _TimeoutAdapter(timeout))
+        client._session.mount(scheme, _TimeoutAdapter(clock))
     return client
 
 
@@ -398,10 +484,11 @@ def _is_transient(err: Exception) -> bool:
 
 
 def _with_retries(call: Callable[[], T], what: str, program: str, mast_url: str, *,
-                  retries: int, backoff: float) -> T:
+                  retries: int, backoff: float, clock: _Clock) -> T:
     """Run an archive query, retrying transient failures with exponential back-off."""
     attempt = 0
     while True:
+        clock.check(what)
         try:
             return call()
         except RemoteServiceError as err:
@@ -417,7 +504,7 @@ def _with_retries(call: Callable[[], T], what: str, program: str, mast_url: str,
                     f"after {retries + 1} attempts ({type(err).__name__}: {err}); check the "
                     "network or --mast-url, or run --offline with a filled cache",
                     program=program) from err
-        time.sleep(backoff * 2 ** attempt)
+        time.sleep(clock.cap(backoff * 2 ** attempt))
         attempt += 1
 
 
@@ -509,10 +596,11 @@ def _download_once(client: Any, product: Table, entry: _Entry, directory: Path) 
 
 
 def _download(client: Any, product: Table, entry: _Entry, directory: Path, *,
-              retries: int, backoff: float) -> None:
+              retries: int, backoff: float, clock: _Clock) -> None:
     """Download with bounded retries; sets ``entry.status`` (and ``reason`` on failure)."""
     problem = None
     for attempt in range(retries + 1):
+        clock.check(f"the download of {entry.filename}")
         try:
             problem = _download_once(client, product, entry, directory)
         except requests.RequestException as err:  # astroquery only catches HTTPError
@@ -521,7 +609,7 @@ def _download(client: Any, product: Table, entry: _Entry, directory: Path, *,
             entry.status = "downloaded"
             return
         if attempt < retries:
-            time.sleep(backoff * 2 ** attempt)
+            time.sleep(clock.cap(backoff * 2 ** attempt))
     entry.status, entry.reason = "missing", f"{problem} (after {retries + 1} attempts)"
 
 
@@ -541,13 +629,13 @@ def _reuse(entry: _Entry, directory: Path, known: dict[str, str]) -> bool:
 
 
 def _fetch_online(program: str, directory: Path, mast_url: str, *, retries: int,
-                  backoff: float, timeout: float) -> FetchResult:
+                  backoff: float, clock: _Clock) -> FetchResult:
     """Query, download what the cache lacks, write the manifest."""
-    client = _client(mast_url, timeout)
+    client = _client(mast_url, clock)
     try:
         def again(call: Callable[[], T], what: str) -> T:
             return _with_retries(call, what, program, mast_url, retries=retries,
-                                 backoff=backoff)
+                                 backoff=backoff, clock=clock)
 
         obs = _hasp_observations(again(lambda: _query_observations(client, program),
                                        "the observation query"), program)
@@ -563,7 +651,8 @@ def _fetch_online(program: str, directory: Path, mast_url: str, *, retries: int,
             if unsafe:
                 entry.status, entry.reason = "missing", unsafe
             elif not _reuse(entry, directory, known):
-                _download(client, row, entry, directory, retries=retries, backoff=backoff)
+                _download(client, row, entry, directory, retries=retries, backoff=backoff,
+                          clock=clock)
     finally:
         client._session.close()
     return _conclude(program, directory, mast_url, entries)
@@ -572,6 +661,10 @@ def _fetch_online(program: str, directory: Path, mast_url: str, *, retries: int,
 def _conclude(program: str, directory: Path, mast_url: str,
               entries: list[_Entry]) -> FetchResult:
     """Write the manifest and build the result, or fail when nothing came."""
+    good = [e for e in entries if e.status in ("downloaded", "reused")]
+    # A file the archive no longer lists, or an old copy whose re-download failed, stays
+    # on disk; only what this manifest vouches for may be co-added.
+    aside = _set_aside_unvouched(directory, {e.filename for e in good})
     manifest_path = _write_manifest(directory, {
         "program": program,
         "query_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -579,8 +672,8 @@ def _conclude(program: str, directory: Path, mast_url: str,
         "products": [asdict(e) for e in entries],
         "downloaded": [e.filename for e in entries if e.status == "downloaded"],
         "reused": [e.filename for e in entries if e.status == "reused"],
+        "set_aside": aside,
     })
-    good = [e for e in entries if e.status in ("downloaded", "reused")]
     missing = [MissingProduct(e.filename, e.reason or "unknown") for e in entries
                if e.status == "missing"]
     if not good:

@@ -89,6 +89,8 @@ def _level_plans(level: str, groups: dict, which, program: int, visit: str,
             files = groups[key]
             if drop_moving:
                 files = [d for d in files if not is_moving_target(d)]
+            if not files:
+                continue  # HASP: "No good files", no co-add is attempted
             plans.append(ProductPlan(level=level, program=program, visit=visit, instrument=key[0],
                                      grating=key[1], detector=key[2], target=target,
                                      datasets=list(files)))

@@ -1,18 +1,19 @@
 """The native engine: HASP's decisions from vectorized numpy, reading each file once."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 
 from qa import __version__
-from qa.engine.coadd import coadd, flatten_rows, row_statistics
+from qa.engine.coadd import Rows, coadd, flatten_rows, row_statistics
 from qa.engine.grouping import ProductPlan, plan_products, product_filename
 from qa.engine.prefilter import BAD_SEGMENTS, active_filters, prefilter
 from qa.errors import InputError
 from qa.io.model import Dataset
 from qa.io.reader import find_spectra, read_dataset, validate_dataset
-from qa.results import EngineResult, Product, Rejection, RowStat
+from qa.results import EngineResult, Product, Rejection, RowStat, product_key
 
 ENGINE_NAME = "native"
 
@@ -40,7 +41,8 @@ def load_datasets(paths: list[Path]) -> tuple[list[Dataset], dict[str, str]]:
 
 
 def run(inputs: str | Path | list, *, threshold: float = -50.0, snrmax: float = 20.0,
-        keyword_filtering: bool = True, cross_program: bool = False) -> EngineResult:
+        keyword_filtering: bool = True, cross_program: bool = False,
+        products: Collection[str] | None = None) -> EngineResult:
     """Run HASP's pre-filters, grouping, co-add and flux filter on ``inputs``.
 
     Parameters
@@ -53,6 +55,8 @@ def run(inputs: str | Path | list, *, threshold: float = -50.0, snrmax: float = 
         ``False`` is HASP's ``-k`` (only PRISM is filtered).
     cross_program : bool
         HASP's ``-x``.
+    products : collection of str, optional
+        Compute only the products with these keys (``Product.key``); all by default.
 
     Returns
     -------
@@ -70,8 +74,31 @@ def run(inputs: str | Path | list, *, threshold: float = -50.0, snrmax: float = 
     plans = plan_products(kept, cross_program=cross_program,
                           moving_target_filter="MOVINGTARGET" in filters)
     for plan in plans:
+        if products is not None and plan_key(plan) not in products:
+            continue
         result.products.append(run_product(plan, float(threshold), float(snrmax), result.log))
     return result
+
+
+def plan_key(plan: ProductPlan) -> str:
+    """The ``Product.key`` the plan's product will have."""
+    return product_key(plan.program, plan.target, f"{plan.instrument}/{plan.grating}", plan.level,
+                       plan.visit)
+
+
+def dead_extensions(rows: Rows, names: list[str]) -> list[str]:
+    """Findings for SCI extensions whose co-added rows have no good pixel.
+
+    HASP keeps such a file as an input (its pixels still shape the output grid,
+    its other extensions are co-added and tested); the user should still see
+    the failed exposure, e.g. ``o4vt08010_x1d.fits[SCI,2]: no good pixel (every DQ flagged)``.
+    """
+    alive: dict[tuple[str, int], bool] = {}
+    for r, ok in enumerate(rows.row_ngood > 0):
+        key = (names[rows.row_file[r]], rows.row_exp[r].extver)
+        alive[key] = alive.get(key, False) or bool(ok)
+    return [f"{name}[SCI,{ext}]: no good pixel (every DQ flagged)"
+            for (name, ext), ok in alive.items() if not ok]
 
 
 def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[str]) -> Product:
@@ -83,7 +110,8 @@ def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[st
     product = Product(level=plan.level, program=plan.program, visit=plan.visit,
                       instrument=plan.instrument, grating=plan.grating, detector=plan.detector,
                       target=plan.target, filename="", threshold=threshold, snrmax=snrmax,
-                      inputs=names, kept=[])
+                      inputs=names, kept=[],
+                      findings=dead_extensions(rows, names))
     co = None
     iteration = 0
     while keep.size:
@@ -116,8 +144,14 @@ def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[st
             log.extend(f"{lab} in file {names[f]} has scaled median = {v}"
                        for lab, v in zip(labels, stats.scaled_median[mine]))
             log.append(f"Removing file {names[f]} from product {product.key}")
-        keep = np.setdiff1d(keep, culled)
-        co = None
+        remaining = np.setdiff1d(keep, culled)
+        if not remaining.size and plan.level == "cross-program":
+            # Quirk "cross-program-all-rejected": hasp's processmode returns the last
+            # co-add, of the files it has just removed, and -x writes it.
+            product.findings.append(
+                "HASP writes this cross-program product from files its flux filter rejected")
+            break
+        keep, co = remaining, None
     product.iterations = iteration
     if co is not None:
         product.kept = [names[i] for i in keep]

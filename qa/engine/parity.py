@@ -12,8 +12,8 @@ def differences(a: EngineResult, b: EngineResult, rtol: float = 1e-6) -> list[st
     """Every way ``a`` and ``b`` disagree; an empty list means they agree.
 
     Compared: input errors, keyword-filtered files and filters, the set of
-    products, and per product the kept and rejected files (with iteration and
-    rows), the grid (exactly), co-add FLUX/ERROR/SNR/EFF_EXPTIME and every row's
+    products, and per product the inputs, findings, kept and rejected files (with
+    iteration and rows), the grid (exactly), co-add FLUX/ERROR/SNR/EFF_EXPTIME and every row's
     scaled median (relative ``rtol``; NaN equals NaN) and N (exactly).
     """
     out = []
@@ -34,7 +34,7 @@ def differences(a: EngineResult, b: EngineResult, rtol: float = 1e-6) -> list[st
 
 def _product_differences(a: Product, b: Product, rtol: float) -> list[str]:
     out = []
-    for attr in ("inputs", "kept", "filename", "iterations"):
+    for attr in ("inputs", "kept", "filename", "iterations", "findings"):
         if getattr(a, attr) != getattr(b, attr):
             out.append(f"{attr}: {getattr(a, attr)!r} vs {getattr(b, attr)!r}")
     ra = [(r.file, r.iteration, r.rows) for r in a.rejected]

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from qa.errors import InputError
 from qa.io import fitsio
 from qa.io.model import PRIMARY_KEYS, REQUIRED_PRIMARY_KEYS, REQUIRED_SCI_KEYS, SCI_KEYS, FileHeaders
-from qa.io.reader import INSTRUMENTS
+from qa.io.reader import INSTRUMENTS, check_header_types, not_a_regular_file
 
 _END = b"END" + b" " * 77
 
@@ -70,8 +70,9 @@ def read_file_headers(path: str | Path) -> FileHeaders:
         reports from headers.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "not a regular file" if path.exists() else "file does not exist")
+    problem = not_a_regular_file(path)
+    if problem:
+        raise InputError(path, problem)
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as f:
@@ -90,6 +91,7 @@ def read_file_headers(path: str | Path) -> FileHeaders:
     if missing:
         raise InputError(path, f"primary header lacks keyword(s) {', '.join(missing)}")
     primary = {k: primary_all[k] for k in PRIMARY_KEYS if k in primary_all}
+    check_header_types(path, "primary header", primary)
     if str(primary["INSTRUME"]).upper() not in INSTRUMENTS:
         raise InputError(path, f"unknown instrument INSTRUME = {primary['INSTRUME']!r} "
                                f"(expected one of {', '.join(INSTRUMENTS)})")
@@ -97,11 +99,13 @@ def read_file_headers(path: str | Path) -> FileHeaders:
     for h in headers[1:]:
         if h.get("EXTNAME") != "SCI":
             continue
+        check_header_types(path, "SCI extension header", {"EXTVER": h.get("EXTVER", 1)})
         extver = int(h.get("EXTVER", 1))
         lacking = [k for k in REQUIRED_SCI_KEYS if k not in h]
         if lacking:
             raise InputError(path, f"SCI extension {extver} lacks keyword(s) {', '.join(lacking)}")
         values = {k: h[k] for k in SCI_KEYS if k in h}
+        check_header_types(path, f"SCI extension {extver}", values)
         values["EXTVER"] = extver
         sci.append(values)
     if not sci:

@@ -11,22 +11,33 @@ Under pytest-xdist the controller resolves the sources (archive queries, demo
 data) once and hands them to the workers; each program's cases go to one worker
 (``--dist loadgroup``); the controller writes the results JSON from what the
 workers reported.
+
+pytest imports this module in every run of an environment where hasp-qa is
+installed, so it imports only the standard library and pytest at the top; the
+pipeline, astropy, matplotlib and pytest-html are imported where a QA run uses
+them (``make importtime``; figures in the README's developer notes).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from html import escape
 from dataclasses import asdict
+from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from qa.checks import CheckFileError, Verdict, load_checks
-from qa.pipeline import ENGINES, Case, Collection, OutcomeStore, check_result, collect, evaluate
-from qa.results import CheckResult
-from qa.sources import Options, Source, resolve_sources
+from qa.engine import ENGINES
+
+if TYPE_CHECKING:
+    from qa.checks import Verdict
+    from qa.pipeline import Case, Collection
+    from qa.results import CheckResult
+    from qa.sources import Options, Source
 
 RESULT_PROPERTY = "hasp_qa_result"
 PRODUCT_PROPERTY = "hasp_qa_product"
@@ -56,6 +67,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     metavar="PATH", help="downloads, demo data, job outcomes, scaled copies")
     group.addoption("--mast-url", default=os.environ.get("HASP_QA_MAST_URL"), metavar="URL",
                     help="MAST base URL (env HASP_QA_MAST_URL; default the real MAST)")
+    group.addoption("--archive-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="seconds each archive request may wait for the server (default 60)")
+    group.addoption("--archive-deadline", type=float, default=1800.0, metavar="SECONDS",
+                    help="seconds one program's download may take in all, retries included "
+                         "(default 1800); past it the program is an error and the run goes on")
     group.addoption("--offline", action="store_true",
                     help="use only cached downloads; never contact the archive")
     group.addoption("--qa-results", default=None, metavar="PATH",
@@ -78,6 +94,8 @@ def _default_checks(config: pytest.Config) -> list[Path]:
 
 
 def _options(config: pytest.Config) -> Options:
+    from qa.sources import Options
+
     checks = [Path(p) for p in config.getoption("checks")] or _default_checks(config)
     return Options(
         programs=[p.strip() for arg in config.getoption("program") for p in arg.split(",") if p.strip()],
@@ -87,7 +105,9 @@ def _options(config: pytest.Config) -> Options:
         snrmax=config.getoption("snrmax"), remediate=config.getoption("remediate"),
         cache_dir=Path(config.getoption("cache_dir")).resolve(),
         mast_url=config.getoption("mast_url"), offline=config.getoption("offline"),
-        figures=_figures_option(config), report=_writes_report(config))
+        figures=_figures_option(config), report=_writes_report(config),
+        archive_timeout=config.getoption("archive_timeout"),
+        archive_deadline=config.getoption("archive_deadline"))
 
 
 def _writes_report(config: pytest.Config) -> bool:
@@ -111,9 +131,12 @@ def review_dir(config: pytest.Config) -> Path | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    options = _options(config)
-    if not options.active:
+    # Decided on the raw options, so that a run without them imports nothing more.
+    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")):
         return
+    options = _options(config)
+    if not hasattr(config, "workerinput"):
+        _prepare_outputs(config, options)
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # A QA run without paths collects the check files, not the unit tests.
         config.args = [str(p) for p in options.checks]
@@ -126,6 +149,74 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(plugin, "hasp-qa-run")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ReviewSiteWriter(plugin), "hasp-qa-review-site")
+
+
+def results_path(config: pytest.Config) -> Path:
+    """Where the results JSON goes: --qa-results, else beside --html, else the default."""
+    given = config.getoption("qa_results")
+    if given:
+        return Path(given)
+    html = config.getoption("htmlpath", None)
+    if html:
+        return Path(html).with_suffix(".json")
+    return Path(config.invocation_params.dir) / DEFAULT_RESULTS
+
+
+def _prepare_outputs(config: pytest.Config, options: Options) -> None:
+    """Refuse, in one line each, what would only fail later; remove the last run's results.
+
+    A results JSON left from an earlier run would look current to automation if this
+    run ended early, so it goes before anything is computed.
+
+    Raises
+    ------
+    pytest.UsageError
+        A --checks path that is missing or holds no check file, a --cache-dir or
+        results JSON location that cannot be written, or a nonsense --threshold/--snrmax.
+    """
+    from qa.checks import param_problem
+
+    # --collect-only lists the cases and writes nothing: outputs are left as they are.
+    writes = not config.getoption("collectonly")
+    results = results_path(config)
+    if writes:
+        _writable_dir(results.parent, "--qa-results")
+        try:
+            results.unlink(missing_ok=True)
+        except OSError as exc:
+            raise pytest.UsageError(f"--qa-results {results}: the previous results cannot be "
+                                    f"removed ({exc.strerror or exc})") from None
+    for name in ("threshold", "snrmax"):
+        value = getattr(options, name)
+        problem = None if value is None else param_problem(name, value)
+        if problem:
+            raise pytest.UsageError(f"--{name}={value}: {problem}")
+    for name in ("archive_timeout", "archive_deadline"):
+        value = getattr(options, name)
+        if not (math.isfinite(value) and value > 0):
+            raise pytest.UsageError(f"--{name.replace('_', '-')}={value}: expected a finite "
+                                    "number of seconds > 0")
+    for p in options.checks:
+        if not p.exists():
+            raise pytest.UsageError(f"--checks {p}: does not exist")
+        if p.is_dir() and not any(p.glob("*.toml")):
+            raise pytest.UsageError(f"--checks {p}: the directory holds no *.toml check file")
+    if writes:
+        _writable_dir(options.cache_dir, "--cache-dir")
+
+
+def _writable_dir(directory: Path, option: str) -> None:
+    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise pytest.UsageError(f"{option} {directory}: {blocker} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".hasp-qa-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise pytest.UsageError(f"{option} {directory}: not a writable directory "
+                                f"({exc.strerror or exc})") from None
 
 
 class CheckFailed(Exception):
@@ -162,11 +253,13 @@ class CheckItem(pytest.Item):
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (CheckFailed, CheckError)):
             from qa.render.terminal import remediation_line
+            from qa.results import printable
             text = str(excinfo.value)
             rem = self.plugin.remediation(self.case)
             if rem is not None:
                 text += "\n" + remediation_line(rem)
-            return text
+            # File names and header text reach the terminal: no control sequences.
+            return printable(text, keep="\n")
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
@@ -181,6 +274,9 @@ class CheckFile(pytest.File):
         self.plugin = plugin
 
     def collect(self):
+        from qa.checks import CheckFileError
+        from qa.results import printable
+
         try:
             coll = self.plugin.collection()
         except CheckFileError as exc:
@@ -189,7 +285,9 @@ class CheckFile(pytest.File):
         mine = [c for c in coll.cases if c.spec.file == str(self.path)]
         # A program's cases run one after the other, so its outcome is released after them.
         for case in sorted(mine, key=lambda c: -1 if c.job is None else order[c.job]):
-            name = f"test_{case.spec.name}[{case.case_id}]"
+            # Ids come from file names and TARGNAME: newlines, escapes and backslashes
+            # (pytest-html decodes ids with unicode_escape) are percent-encoded.
+            name = f"test_{case.spec.name}[{printable(case.case_id)}]"
             # A string node id is parsed into name and params exactly as pytest parses
             # the ids it stores for --lf; a bare name would keep the brackets in the name.
             item = CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
@@ -203,6 +301,8 @@ class QAPlugin:
     """State of one QA run: the planned collection, the outcome store and what was reported."""
 
     def __init__(self, config: pytest.Config, options: Options) -> None:
+        from qa.pipeline import OutcomeStore
+
         self.config = config
         self.options = options
         self.store = OutcomeStore()
@@ -223,6 +323,8 @@ class QAPlugin:
     def sources(self) -> list[Source]:
         """Resolved once per run: from the controller under xdist, here otherwise."""
         if self._sources is None:
+            from qa.sources import Source, resolve_sources
+
             given = getattr(self.config, "workerinput", {}).get(SOURCES_WORKERINPUT)
             self._sources = [Source.from_dict(s) for s in json.loads(given)] if given \
                 else resolve_sources(self.options)
@@ -234,6 +336,8 @@ class QAPlugin:
 
     def collection(self) -> Collection:
         if self._collection is None:
+            from qa.pipeline import collect
+
             self._collection = collect(self.options, self.sources())
         return self._collection
 
@@ -246,6 +350,8 @@ class QAPlugin:
     # ------------------------------------------------------------ running
 
     def verdict(self, case: Case) -> Verdict:
+        from qa.pipeline import evaluate
+
         if case.error or case.job is None:
             return evaluate(case, None)
         return evaluate(case, self.store.get(self.collection().jobs[case.job]))
@@ -263,6 +369,8 @@ class QAPlugin:
     def record(self, item: CheckItem, verdict: Verdict) -> CheckResult:
         """The case's result, and (once per process) its product's and job's facts, as
         user properties: the controller, or this process, builds the results JSON from them."""
+        from qa.pipeline import check_result
+
         case = item.case
         result = check_result(case, verdict)
         props = item.user_properties
@@ -314,19 +422,17 @@ class QAPlugin:
         self.interrupted = True
 
     def results_path(self) -> Path:
-        given = self.config.getoption("qa_results")
-        if given:
-            return Path(given)
-        html = self.config.getoption("htmlpath", None)
-        if html:
-            return Path(html).with_suffix(".json")
-        return Path(self.config.invocation_params.dir) / DEFAULT_RESULTS
+        return results_path(self.config)
 
     # ------------------------------------------------------------ HTML report
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call):
         rep = (yield).get_result()
+        if rep.when == "setup" and rep.failed and call.excinfo is not None and \
+                isinstance(call.excinfo.value, CheckError):
+            # The message, not pytest's traceback of the setup machinery.
+            rep.longrepr = item.repr_failure(call.excinfo)
         result = getattr(item, "result", None)
         if result is None or not self.config.pluginmanager.hasplugin("html") or \
                 not (rep.when == "call" or (rep.when == "setup" and rep.failed)):
@@ -399,6 +505,14 @@ class QAPlugin:
         shutil.copyfile(source, target)
         rem["cspec"] = Path(os.path.relpath(target.resolve(), self.results_path().resolve().parent)).as_posix()
 
+    @pytest.hookimpl(optionalhook=True, trylast=True)
+    def pytest_html_results_table_row(self, report, cells) -> None:
+        """Show the test id as text: pytest-html inserts the cell as HTML, ids hold header text."""
+        test_id = report.nodeid + ("" if report.when == "call" else f"::{report.when}")
+        for i, cell in enumerate(cells):
+            if isinstance(cell, str) and cell.startswith('<td class="col-testId">'):
+                cells[i] = f'<td class="col-testId">{escape(test_id)}</td>'
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
         if self.summary is not None:
@@ -414,6 +528,8 @@ class QAPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         if hasattr(self.config, "workerinput") or self.config.option.collectonly:
             return  # workers report to the controller; --collect-only writes nothing
+        from qa.checks import CheckFileError, load_checks
+
         try:
             specs = load_checks(self.options.checks)
         except CheckFileError:
@@ -434,8 +550,9 @@ class QAPlugin:
         if self.summary is None:
             return
         from qa.render.terminal import render_summary
+        from qa.results import printable
         terminalreporter.write_sep("=", "hasp-qa summary")
-        terminalreporter.write_line(render_summary(self.summary))
+        terminalreporter.write_line(printable(render_summary(self.summary), keep="\n"))
         terminalreporter.write_line(f"results JSON: {self.results_path()}")
         if self.site_index is not None:
             terminalreporter.write_line(f"review site: {self.site_index}")
