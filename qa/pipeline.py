@@ -100,7 +100,8 @@ class RunParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunParams":
         return cls(engine=data["engine"], filters=tuple(FilterParams(**f) for f in data["filters"]),
-                   triggers=tuple(Trigger(**t) for t in data["triggers"]), figures=data["figures"], report=data.get("report", False))
+                   triggers=tuple(Trigger(**t) for t in data["triggers"]), figures=data["figures"],
+                   report=data.get("report", False))
 
 
 def check_params(spec: CheckSpec, options: Options) -> dict[str, Any]:

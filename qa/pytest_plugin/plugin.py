@@ -23,7 +23,6 @@ import json
 import math
 import os
 import shutil
-from html import escape
 from dataclasses import asdict
 from html import escape
 from pathlib import Path
@@ -486,8 +485,12 @@ class QAPlugin:
         for name, png in po.figures.items():
             path = folder / asset_filename(stem, name)
             path.write_bytes(png)
-            out[name] = Path(os.path.relpath(path.resolve(), self.results_path().resolve().parent)).as_posix()
+            out[name] = self._relative_to_results(path)
         return out
+
+    def _relative_to_results(self, path: Path) -> str:
+        """``path`` as the results JSON names files: relative to the JSON's folder."""
+        return Path(os.path.relpath(path.resolve(), self.results_path().resolve().parent)).as_posix()
 
     def _publish_cspec(self, case: Case, rec: dict) -> None:
         """Copy the remediated co-add (cspec) from the cache to ``<review>/products/``; the record
@@ -503,7 +506,7 @@ class QAPlugin:
         target = site / "products" / file_safe(case.product) / source.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-        rem["cspec"] = Path(os.path.relpath(target.resolve(), self.results_path().resolve().parent)).as_posix()
+        rem["cspec"] = self._relative_to_results(target)
 
     @pytest.hookimpl(optionalhook=True, trylast=True)
     def pytest_html_results_table_row(self, report, cells) -> None:

@@ -425,13 +425,10 @@ def product_page(out_dir: str | Path, pid: str) -> Path:
     return Path(out_dir) / "p" / page_name(pid)
 
 
-_DEFAULT_SUFFIX = "-review"
-
-
 def default_site_dir(html: str | Path) -> Path:
     """The review site next to a pytest-html report: ``reports/x.html`` -> ``reports/x-review/``."""
     html = Path(html)
-    return html.with_name(re.sub(r"\.html?$", "", html.name) + _DEFAULT_SUFFIX)
+    return html.with_name(re.sub(r"\.html?$", "", html.name) + "-review")
 
 
 def main(argv: list[str] | None = None) -> int:
