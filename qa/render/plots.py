@@ -573,7 +573,7 @@ def make_snr_gain_figure(original: Product, remediated: Product, gain: SnrGain |
     hi = max((float(np.nanmax(p.wavelength)) for p in curves), default=1.0)
     xlim = (lo - 0.01 * (hi - lo or 1.0), hi + 0.01 * (hi - lo or 1.0))
     with _style():
-        fig, (top, bottom) = _figure("snr", TALL, [(72, 68 + 230 + 50, 810, 230), (72, 68, 810, 230)],
+        fig, (top, bottom) = _figure("snr", TALL, [(72, 84 + 225 + 50, 810, 225), (72, 84, 810, 225)],
                                      pooled)
         for ax in (top, bottom):
             ax.set_xlim(*xlim)
