@@ -603,7 +603,8 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
                 po.remediation.scaled_dir = relative.as_posix()
             outcome.remediations += 1
         if fixed is not None and job.params.report and fixed.wavelength is not None:
-            po.remediation.cspec = _write_cspec(job, fixed, po.remediation, root)
+            po.remediation.cspec, note = _write_cspec(job, fixed, po.remediation, root)
+            po.notes += [note] if note else []
         from qa.render.policy import wants_figures
         if wants_figures(job.params.figures, lost=bool(product.rejected or po.keyword_filtered),
                          remediated=po.remediation is not None):
@@ -642,14 +643,19 @@ def _coadd_one(engine: str, plan: ProductPlan, key: str) -> Callable[..., Engine
     return run
 
 
-def _write_cspec(job: Job, fixed: Product, remediation: Remediation, root: Path) -> str:
-    """The remediated co-add as a HASP cspec beside its scaled copies; path relative to the cache."""
-    from qa.cspec import write_cspec
-    scaled = root / remediation.scaled_dir
-    relative = Path(remediation.scaled_dir) / "cspec" / fixed.filename
-    write_cspec(fixed, sorted(scaled.glob("*.fits*")), root / relative, remediation,
-                dict(zip(job.files, job.sha256)))
-    return relative.as_posix()
+def _write_cspec(job: Job, fixed: Product, remediation: Remediation, root: Path
+                 ) -> tuple[str, str | None]:
+    """The remediated co-add as a HASP cspec beside its scaled copies: its path relative to
+    the cache, or "" and a note when it cannot be written (never an error of the product)."""
+    try:
+        from qa.cspec import write_cspec
+        scaled = root / remediation.scaled_dir
+        relative = Path(remediation.scaled_dir) / "cspec" / fixed.filename
+        write_cspec(fixed, sorted(scaled.glob("*.fits*")), root / relative, remediation,
+                    dict(zip(job.files, job.sha256)))
+        return relative.as_posix(), None
+    except Exception as exc:  # noqa: BLE001 - e.g. a header value FITS cannot hold
+        return "", f"remediated co-add of {fixed.key} not written: {type(exc).__name__}: {exc}"
 
 
 def _figures(product: Product, plan: ProductPlan, remediation: Remediation | None,
