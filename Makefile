@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 .PHONY: venv demo test browser bench bench-figures bench-report
+.PHONY: venv demo test browser bench fuzz
 .PHONY: venv demo test browser bench importtime bench-runs
+.PHONY: venv demo test browser postgres bench bench-nightly importtime bench-runs
+.PHONY: venv demo test browser bench importtime bench-runs bench-cluster
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -20,13 +23,19 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# PostgreSQL server binaries (initdb, pg_ctl) from Debian, for the history-store tests,
+# which start their own server on 127.0.0.1.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
 # Exit status 1 means checks failed, which the demo is built to show; worse codes propagate.
 demo: $(STAMP)
 	@$(BIN)/pytest --demo --html=reports/demo.html --self-contained-html; code=$$?; \
 	  if [ $$code -le 1 ]; then echo "demo done: open reports/demo.html (failures above are the demo's findings)"; exit 0; fi; \
 	  exit $$code
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/pytest tests -n 2
 
 bench: $(STAMP)
@@ -40,6 +49,18 @@ bench-figures: $(STAMP)
 # --figures=failing; --figures=all) and the review index at 2,000 products in headless Chromium.
 bench-report: $(STAMP) browser
 	$(BIN)/python -m qa.bench report
+# Differential run against the real hasp on fresh random scenarios (one summary line;
+# a mismatch is shrunk into tests/data/differential/). FUZZ_ARGS="--seed 7 --scenarios 50".
+FUZZ_ARGS ?= --scenarios 300
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.differential $(FUZZ_ARGS)
+# A 200-product night against the loopback archive, files cached, without and with -n 2.
+bench-nightly: $(STAMP)
+	$(BIN)/python -m qa.bench_nightly
+# 200 generated products: plain vs -n 2 vs --dask=local:2, time split, whole-archive projection.
+bench-cluster: $(STAMP)
+	$(BIN)/python -m qa.bench_cluster
+
 # What every pytest run in the venv pays for hasp-qa's two pytest11 entry points (microseconds,
 # cumulative; pytest itself is imported first so that it is not counted).
 importtime: $(STAMP)

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from qa.remediate import REFERENCE_RULES
+from qa.io.reader import good_pixel_mask
+from qa.remediate import REFERENCE_RULES, exposure_medians
 from qa.results import KeywordFilter, Product, Remediation
 
 SUBJECTS = ("exposure", "mode")
@@ -43,6 +44,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
                "a negative value has no meaning in HASP; use a large value for no SNR cap)"),
     "worst_rows": (lambda v: v >= 1, "an integer >= 1"),
     "min_median_gain": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "tolerance": (lambda v: _finite(v) and 0 <= v < 1, "a finite number in [0, 1)"),
 }
 
 
@@ -312,3 +314,71 @@ def snr_gain(subject: Subject, params: dict[str, Any]) -> Verdict:
     if gain.median >= params["min_median_gain"]:
         return Verdict("passed", f"{key}: {text} >= {params['min_median_gain']:g}", observed)
     return Verdict("failed", f"{key}: {text} < {params['min_median_gain']:g}", observed)
+
+
+def product_medians(product: Product, datasets: list) -> tuple[float | None, dict[str, float]]:
+    """The co-add's median flux and each input exposure's good-pixel median flux.
+
+    The co-add is sampled where the kept exposures have good pixels (interpolated at
+    their wavelengths), so both medians are over the same wavelengths: medians over
+    the co-add's own bins weight the spectrum differently (echelle overlaps, edges)
+    and differ by several per cent from every input. Computed while the arrays exist;
+    :func:`coadd_consistency` reads the numbers later.
+    """
+    medians = {k: v for k, v in exposure_medians(datasets).items()
+               if k.split("[", 1)[0] in product.inputs}
+    if product.flux is None or product.wavelength is None:
+        return None, medians
+    used = np.isfinite(product.flux)
+    if product.eff_exptime is not None:
+        used &= product.eff_exptime > 0
+    if not used.any():
+        return None, medians
+    samples = []
+    for ds in datasets:
+        if ds.name not in product.kept:
+            continue
+        for exp in ds.exposures:
+            good = good_pixel_mask(exp, ds.instrument, ds.detector) & np.isfinite(exp.flux)
+            samples.append(np.interp(exp.wavelength[good], product.wavelength[used],
+                                     product.flux[used], left=np.nan, right=np.nan))
+    values = np.concatenate(samples) if samples else np.array([])
+    values = values[np.isfinite(values)]
+    return (float(np.median(values)) if values.size else None), medians
+
+
+@register("coadd_consistency", "mode", tolerance=(float, 0.05))
+def coadd_consistency(subject: Subject, params: dict[str, Any]) -> Verdict:
+    """Fail when the co-add disagrees with the exposures it was made of.
+
+    HASP weights pixels by EXPTIME * NET / FLUX, so an exposure with a non-positive
+    median flux gets negative or infinite weights and can drag the co-add far from
+    every input, hiding a faint exposure from the flux filter. Fails when a kept
+    exposure's median is not positive, or when the co-add's median lies outside the
+    kept exposures' medians widened by ``tolerance`` (relative; co-add bins and
+    exposure pixels are not the same samples).
+    """
+    product = subject.product
+    kept = {k: v for k, v in product.input_medians.items() if k.split("[", 1)[0] in product.kept}
+    co = product.coadd_median
+    observed = {"coadd_median": co, "kept_medians": kept, "tolerance": params["tolerance"]}
+    if co is None or not kept:
+        return Verdict("skipped", f"{product.key}: no co-add to compare (no exposure kept)", observed)
+    bad = {k: v for k, v in kept.items() if not (np.isfinite(v) and v > 0)}
+    if bad:
+        listing = ", ".join(f"{k} ({v:.3g})" for k, v in bad.items())
+        others = [v for k, v in kept.items() if k not in bad]
+        range_text = (f" (the other kept exposures' medians: {min(others):.3g}..{max(others):.3g})"
+                      if others else "")
+        return Verdict("failed", f"{product.key}: kept exposure(s) with a median flux that is not "
+                                 f"positive: {listing}; the co-add median is {co:.3g}{range_text}",
+                       observed)
+    low, high = min(kept.values()), max(kept.values())
+    observed.update(low=low, high=high)
+    tol = params["tolerance"]
+    span = f"{low:.3g}..{high:.3g} of {len(kept)} kept exposure(s)"
+    if not (low * (1 - tol) <= co <= high * (1 + tol)):
+        return Verdict("failed", f"{product.key}: co-add median {co:.3g} lies outside the medians "
+                                 f"{span} (tolerance {tol:g})", observed)
+    return Verdict("passed", f"{product.key}: co-add median {co:.3g} within the medians {span}",
+                   observed)

@@ -21,12 +21,14 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from qa.cache import OutcomeCache, cache_key, sha256_file
-from qa.checks import REGISTRY, CheckSpec, Subject, Verdict, load_checks
+from qa.checks import REGISTRY, CheckSpec, Subject, Verdict, load_checks, product_medians
 from qa.engine.grouping import ProductPlan, plan_products, product_filename
+from qa.engine.native import plan_key
 from qa.engine.prefilter import PREFILTERS, prefilter
 from qa.errors import InputError
 from qa.io.headers import read_file_headers
@@ -42,7 +44,6 @@ from qa.results import (
     RowStat,
     SnrGain,
     file_safe,
-    product_key,
     rootname_of,
 )
 from qa.sources import Options, Source
@@ -292,11 +293,6 @@ class Collection:
         return [c for c in self.cases if c.spec is spec]
 
 
-def _plan_key(plan: ProductPlan) -> str:
-    return product_key(plan.program, plan.target, f"{plan.instrument}/{plan.grating}",
-                       plan.level, plan.visit)
-
-
 def _input_headers(h: FileKeys) -> dict[str, Any]:
     first = h.sci_headers[0] if h.sci_headers else {}
     return {k: (h.primary[k] if k in h.primary else first[k]) for k in INPUT_HEADER_KEYS
@@ -363,7 +359,7 @@ def collect(options: Options, sources: list[Source], specs: list[CheckSpec] | No
                       cache_dir=str(options.cache_dir) if options.cache_dir else None)
             coll.jobs[job.id] = job
         for plan in plan_products(kept):
-            key = _plan_key(plan)
+            key = plan_key(plan)
             for fp in params.filters:
                 pid = key if fp == default else f"{key} [{fp.label()}]"
                 coll.products[f"{source.label}\0{pid}"] = PlannedProduct(
@@ -513,7 +509,7 @@ def _compute(job: Job, root: Path, key: str) -> JobOutcome:
         # Identical inputs (a program's only visit) share one remediation and one figure set.
         shared: dict[tuple, ProductOutcome] = {}
         for plan in plans:
-            pkey = _plan_key(plan)
+            pkey = plan_key(plan)
             po = ProductOutcome(key=pkey, filters=fp,
                                 keyword_filtered=[k for k in dropped if pkey in k.product_keys])
             outcome.products.append(po)
@@ -545,17 +541,17 @@ def _coadds(engine: str, plans: list[ProductPlan], paths: list[Path], fp: Filter
         try:
             result = reference.run(paths, threshold=fp.threshold, snrmax=fp.snrmax)
         except Exception as exc:  # noqa: BLE001
-            return {_plan_key(p): f"{_plan_key(p)}: {type(exc).__name__}: {exc}" for p in plans}
+            return {plan_key(p): f"{plan_key(p)}: {type(exc).__name__}: {exc}" for p in plans}
         outcome.engine_runs += len(result.products)
         for plan in plans:
-            key = _plan_key(plan)
+            key = plan_key(plan)
             out[key] = next((p for p in result.products if p.key == key),
                             f"{key}: the hasp engine made no such product")
         return out
     from qa.engine.native import run_product
     done: dict[tuple, Product] = {}
     for plan in plans:
-        key = _plan_key(plan)
+        key = plan_key(plan)
         first = done.get(_signature(plan))
         if first is not None:
             out[key] = replace(first, level=plan.level, visit=plan.visit,
@@ -582,6 +578,7 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
                     outcome: JobOutcome) -> None:
     """Remediate and draw ``product`` (or reuse its identical twin's), then drop its arrays."""
     po.product = product
+    po.findings = list(product.findings)   # e.g. a dead SCI extension
     if twin is not None and twin.error is None:
         # The twin's cspec file is named and labelled for the twin's level: not this product's.
         po.remediation = replace(twin.remediation, product=po.key, cspec="") if twin.remediation else None
@@ -597,7 +594,7 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
             if errors:
                 raise InputError(next(iter(errors)), next(iter(errors.values())))
             po.remediation, fixed = remediate(product, datasets, root / relative,
-                                              _coadd_one(job.params.engine, plan, po.key), rule)
+                                              _coadd_one(job.params.engine, po.key), rule)
             # Entries hold no absolute path: the copies' folder is relative to the cache.
             if po.remediation.scaled_dir:
                 po.remediation.scaled_dir = relative.as_posix()
@@ -610,6 +607,7 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
                          remediated=po.remediation is not None):
             po.figures, po.notes = _figures(product, plan, po.remediation, fixed, root)
             outcome.figure_sets += 1
+    product.coadd_median, product.input_medians = product_medians(product, plan.datasets)
     po.product = replace(product, **{name: None for name in ARRAY_FIELDS})
 
 
@@ -626,21 +624,13 @@ def _remediation_rule(params: RunParams, fp: FilterParams, po: ProductOutcome) -
     return None
 
 
-def _coadd_one(engine: str, plan: ProductPlan, key: str) -> Callable[..., EngineResult]:
-    """An engine run on scaled copies that co-adds only the product ``key`` (not every level)."""
-    def run(directory: Path, *, threshold: float, snrmax: float) -> EngineResult:
-        if engine == "hasp":
-            from qa.engine import reference
-            return reference.run(directory, threshold=threshold, snrmax=snrmax)
-        from qa.engine.native import ENGINE_NAME, load_datasets, run_product
-        paths = [Path(directory) / d.name for d in plan.datasets]
-        datasets, errors = load_datasets(paths)
-        kept, _ = prefilter(datasets, PREFILTERS)
-        again = next(p for p in plan_products(kept) if _plan_key(p) == key)
-        return EngineResult(engine=ENGINE_NAME, engine_version="", threshold=threshold,
-                            snrmax=snrmax, inputs=[p.name for p in paths], input_errors=errors,
-                            products=[run_product(again, threshold, snrmax, [])])
-    return run
+def _coadd_one(engine: str, key: str) -> Callable[..., EngineResult]:
+    """The engine, run on scaled copies to make only the product ``key`` (not every level)."""
+    if engine == "hasp":
+        from qa.engine.reference import run
+    else:
+        from qa.engine.native import run
+    return partial(run, products={key})
 
 
 def _write_cspec(job: Job, fixed: Product, remediation: Remediation, root: Path

@@ -106,6 +106,10 @@ class Product:
     error: np.ndarray | None = None
     snr: np.ndarray | None = None
     eff_exptime: np.ndarray | None = None
+    # For the co-add consistency check, kept when the arrays are dropped: the co-add's
+    # median flux over bins with exposure, and each input exposure's good-pixel median.
+    coadd_median: float | None = None
+    input_medians: dict[str, float] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:

@@ -21,7 +21,7 @@ def write(tmp_path, text, name="c.toml"):
 
 def test_project_checks_load():
     specs = load_checks([PROJECT_CHECKS])
-    assert [s.name for s in specs] == ["flux_variance", "rejection", "snr_gain"]
+    assert [s.name for s in specs] == ["flux_variance", "rejection", "snr_gain", "coadd_consistency"]
     fv = specs[0]
     assert fv.params == {"threshold": -50.0, "snrmax": 20.0, "worst_rows": 3, "reference_rule": "brightest"}
     assert fv.subject == "exposure" and fv.on_fail == "remediate"

@@ -14,7 +14,7 @@ from .differential import REGRESSIONS, Scenario, check, kind_of, scenarios
 pytestmark = pytest.mark.slow
 
 
-@settings(max_examples=6, deadline=None, database=None,
+@settings(max_examples=15, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(scenario=scenarios(max_rows=3))
 def test_native_equals_hasp_on_random_scenarios(real_dir, scenario):

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -36,10 +37,12 @@ from qa.io.reader import find_spectra
 from qa.results import printable
 from qa.synth import write_demo_program
 
+from .test_report import browser, open_report  # noqa: F401 - the Chromium fixture and page loader
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = "o5jy03010_x1d.fits"      # demo 8435, E140M visit 03, the brightest exposure
-XSS_TARGET = '<img src=x onerror="window.__pwned=1">'
-XSS_FILE = "<script>window.__pwned=2<svg onload=window.__pwned=3>_x1d.fits"
+XSS_TARGET = '<img src=x onerror="window.pwned=1">'
+XSS_FILE = "<script>window.pwned=2<svg onload=window.pwned=3>_x1d.fits"   # rootname: up to "_"
 MATH_TARGET = r"$\badcmd{$ G191"
 FAST = {"backoff": 0.01}   # short retry waits; the schedule is not under test
 ESC_TARGET = "G1\x1b[2JB2"   # as long as G191B2B: patched in place
@@ -110,10 +113,6 @@ def _nan_flux(data):
     data["FLUX"][3] = np.nan
 
 
-def _all_flagged(data):
-    data["DQ"] = 4
-
-
 def _drop_flux(d: Path, name: str) -> None:
     with fits.open(d / TEMPLATE, memmap=False) as hdul:
         table = hdul[1]
@@ -137,6 +136,23 @@ def _huge_naxis2(d: Path, name: str) -> None:
                  start=2880)
 
 
+def _gzip_bomb(d: Path, name: str) -> None:
+    """Valid x1d headers whose table claims 160 MiB of zeros: 160 kB of gzip."""
+    from qa.io import fitsio
+    raw = (d / TEMPLATE).read_bytes()
+    _, hdus = fitsio.read_hdus(d / TEMPLATE)
+    head = bytearray(raw[:hdus[1].data_offset])
+    rows = (160 << 20) // int(hdus[1].header["NAXIS1"])
+    at = head.index(b"NAXIS2  =", fitsio.BLOCK)
+    head[at:at + 30] = f"NAXIS2  = {rows:>20}".encode()
+    left = -(-rows * int(hdus[1].header["NAXIS1"]) // fitsio.BLOCK) * fitsio.BLOCK
+    zeros = bytes(1 << 20)
+    with gzip.open(d / name, "wb", compresslevel=1) as out:
+        out.write(bytes(head))
+        while left:
+            left -= out.write(zeros[:left])
+
+
 def _read_fails(d: Path, name: str) -> None:
     # Tests run as root, so chmod 000 cannot make a file unreadable. /proc/self/mem is
     # a regular file whose read(2) from offset 0 fails with EIO in every process.
@@ -150,6 +166,7 @@ class FileCase:
     id: str
     make: Callable[[Path, str], None]
     expect: str
+    suffix: str = ""     # after the usual name, e.g. ".gz"
 
 
 FILE_CASES = [
@@ -163,8 +180,6 @@ FILE_CASES = [
              "FLUX is zero in every good pixel"),
     FileCase("flux-nan", lambda d, n: modified_copy(d, n, arrays=_nan_flux),
              "NaN/infinite FLUX value(s) in good pixels"),
-    FileCase("every-pixel-flagged", lambda d, n: modified_copy(d, n, arrays=_all_flagged),
-             "every pixel of every row is flagged by DQ"),
     FileCase("unknown-instrument", lambda d, n: modified_copy(d, n, primary={"INSTRUME": "WFC3"}),
              "unknown instrument INSTRUME = 'WFC3'"),
     FileCase("no-flux-column", _drop_flux, "lacks column(s) FLUX"),
@@ -181,6 +196,7 @@ FILE_CASES = [
              "truncated FITS file"),
     FileCase("gzip-body", _gzip_body, "not a FITS file"),
     FileCase("huge-naxis2", _huge_naxis2, "truncated FITS file: HDU 1 needs"),
+    FileCase("gzip-bomb", _gzip_bomb, "gzip data expand to more than 128 MiB", suffix=".gz"),
 ]
 
 
@@ -284,7 +300,7 @@ def _make_runs(base: Path) -> Runs:
     mixed = base / "mixed" / "8435"
     shutil.copytree(clean_dir, mixed)
     for i, case in enumerate(FILE_CASES):
-        case.make(mixed, file_name(i))
+        case.make(mixed, file_name(i) + case.suffix)
     sources = {}
     for case in SOURCE_CASES:
         (base / case.id).mkdir()
@@ -318,22 +334,23 @@ def test_good_data_keeps_its_verdicts(runs):
 def test_hostile_file(runs, index, case):
     # A file unusable from its headers has one case; one whose data are unusable errors
     # in every product it was planned into. Either way: its cases, and no other file's.
-    root = file_name(index).split("_")[0]
+    name = file_name(index) + case.suffix
+    root = name.split("_")[0]
     mine = [r for r in runs.hostile["results"] if r["source"] == "8435"
             and r["check"] == "flux_variance" and r["case_id"].endswith(f"-{root}")]
     assert mine and {r["status"] for r in mine} == {"error"}, mine
     for r in mine:
-        assert r["message"].startswith(f"{file_name(index)}: ") and case.expect in r["message"], r
-    assert case.expect in runs.hostile["sources"]["8435"]["input_errors"][file_name(index)]
+        assert r["message"].startswith(f"{name}: ") and case.expect in r["message"], r
+    assert case.expect in runs.hostile["sources"]["8435"]["input_errors"][name]
     # The terminal shows the message itself, not pytest's traceback.
-    assert f"{file_name(index)}: " in runs.out
+    assert f"{name}: " in runs.out
 
 
 @pytest.mark.parametrize("case", [c for c in SOURCE_CASES if c.expect], ids=lambda c: c.id)
 def test_hostile_source(runs, case):
     label = runs.sources[case.id].name
     got = [r for r in runs.hostile["results"] if r["source"] == label]
-    assert {r["status"] for r in got} == {"error"} and len(got) == 3   # one per check
+    assert {r["status"] for r in got} == {"error"} and len(got) == 4   # one per check
     assert all(case.expect in r["message"] and "--data-dir" in r["message"] for r in got)
 
 
@@ -555,3 +572,90 @@ def test_stalled_program_errors_within_its_deadline(archive, tmp_path, mast_serv
     good = {k: v for k, v in statuses(data).items() if k[0] == "8435"}
     assert good == {k: v for k, v in statuses(runs.clean).items() if k[0] == "8435"}
     assert elapsed < 120, f"the run waited {elapsed:.0f} s for a stalled archive"
+
+
+# ---------------------------------------------------------------- script in the report
+
+def _xss_source(d: Path) -> Path:
+    """Demo 8435 whose failing visit has an HTML TARGNAME, plus a file named with a script."""
+    write_demo_program("8435", d)
+    for f in d.glob("o5jy03*_x1d.fits"):
+        with fits.open(f, mode="update") as hdul:
+            hdul[0].header["TARGNAME"] = XSS_TARGET
+    shutil.copyfile(d / "o5jy04020_x1d.fits", d / XSS_FILE)
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("self_contained", [True, False], ids=["self-contained", "assets"])
+def test_no_script_from_a_file_runs_in_the_report(self_contained, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    data = _xss_source(tmp_path / "8435")
+    html = tmp_path / "out" / "report.html"
+    code, out, results = run_qa(tmp_path, f"--data-dir={data}", f"--html={html}",
+                                *(["--self-contained-html"] if self_contained else []))
+    assert code == 1 and results, out
+    ids = {r["case_id"] for r in results["results"]}
+    assert any(XSS_TARGET in i for i in ids) and any(XSS_FILE.split("_")[0] in i for i in ids)
+    open_report(browser, html)
+    assert browser.execute_script("return typeof window.pwned") == "undefined"
+    injected = browser.execute_script(
+        "return Array.from(document.querySelectorAll('[onerror], [onload], img[src=\"x\"], script'))"
+        ".filter(e => e.tagName !== 'SCRIPT' || e.textContent.includes('pwned'))"
+        ".map(e => e.outerHTML.slice(0, 200))")
+    assert injected == []
+    # The same text is on the page as text: in the test ids and in the summary.
+    shown = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "td.col-testId")]
+    assert any(XSS_TARGET in t for t in shown)
+    assert any("<script>window.pwned=2<svg onload=window.pwned=3>" in t for t in shown)
+    assert XSS_TARGET in browser.find_element(By.CSS_SELECTOR, ".hqa-summary").text
+
+
+# ---------------------------------------------------------------- an interrupted run
+
+@pytest.mark.slow
+def test_sigint_marks_the_results_interrupted(tmp_path):
+    """A real SIGINT mid-run (the reference engine keeps the run busy long enough)."""
+    results = tmp_path / "results.json"
+    results.write_text('{"schema": 2, "status": "complete", "results": []}')   # an earlier run
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-v",
+           "--demo", "--engine=hasp", f"--cache-dir={tmp_path / 'cache'}", f"--qa-results={results}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if " PASSED" in line or " FAILED" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=600)
+    out = "".join(seen) + rest
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-3000:]
+    data = json.loads(results.read_text())
+    assert data["status"] == "interrupted", out[-3000:]
+    assert 0 < len(data["results"]) < 40      # what ran before the signal, not the whole demo
+
+
+# ---------------------------------------------------------------- a co-add no HASP check questions
+
+def test_negative_median_exposure_fails_coadd_consistency(tmp_path):
+    """An exposure of slightly negative flux is kept, drags the co-add to ~2 % of the data
+    and hides a 38 %-low exposure; every HASP check passes, coadd_consistency does not."""
+    d = tmp_path / "8435"
+    write_demo_program("8435", d)
+    for f in d.glob("o5jy04*"):
+        f.unlink()
+    for name, scale in (("o5jy03020_x1d.fits", 0.62 / 0.838), ("o5jy03030_x1d.fits", -0.02)):
+        with fits.open(d / name, mode="update") as hdul:
+            hdul[1].data["FLUX"] = hdul[1].data["FLUX"] * np.float32(scale)
+            if scale > 0:
+                hdul[1].data["ERROR"] = hdul[1].data["ERROR"] * np.float32(scale)
+    code, out, data = run_qa(tmp_path, f"--data-dir={d}")
+    assert code == 1, out
+    visit = "8435-G191B2B-STIS/E140M-visit03"
+    got = {(r["check"], r["case_id"]): r for r in data["results"] if r["case_id"].startswith(visit)}
+    assert {k[0] for k, r in got.items() if r["status"] == "failed"} == {"coadd_consistency"}
+    assert got[("rejection", visit)]["status"] == "passed"          # HASP kept all three
+    message = got[("coadd_consistency", visit)]["message"]
+    assert "o5jy03030_x1d.fits (-1.12e-13)" in message and "co-add median is 1.54e-13" in message

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,10 +100,15 @@ def test_select_with_k_and_junit(data_dir, tmp_path):
 
 
 def test_xdist_computes_once_and_merges_results(data_dir, tmp_path):
-    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "-n", "2")
+    code, out, data = qa(tmp_path, f"--data-dir={data_dir}", "-n", "2", "-v")
     assert code == 1, out
+    # Each program's cases ran on one worker.
+    ran = {m.group(2): set() for m in re.finditer(r"^\[(gw\d)\] .*@(hasp-qa-job\d+)", out, re.M)}
+    for m in re.finditer(r"^\[(gw\d)\] .*@(hasp-qa-job\d+)", out, re.M):
+        ran[m.group(2)].add(m.group(1))
+    assert len(ran) == 2 and all(len(workers) == 1 for workers in ran.values()), ran
     assert {k for k, v in outcomes(data).items() if v == "failed"} == EXPECTED_FAILED
-    assert len(data["results"]) == (3 + 3 + 1 + 1) + 4 + 4  # exposures per product, 2 mode checks
+    assert len(data["results"]) == (3 + 3 + 1 + 1) + 4 * 3  # exposures per product, 3 mode checks
     # One job per program, computed once for both workers; the program product of 8016
     # has the same inputs as its only visit, so they share one co-add and one remediation.
     entries = [json.loads(p.read_text())["outcome"]
@@ -193,7 +199,7 @@ def test_same_product_from_two_sources(real_dir, tmp_path):
     assert code == 0, out
     assert set(data["sources"]) == {"data", "data-data-dir2"}
     ids = [(r["check"], r["case_id"]) for r in data["results"]]
-    assert len(ids) == len(set(ids)) == 2 * (2 + 2 + 2)
+    assert len(ids) == len(set(ids)) == 2 * (2 + 2 + 2 + 2)
     assert ("rejection", "data-data-dir2:7096-BD+28D4211-STIS/E230M-visit02") in ids
 
 

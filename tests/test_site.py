@@ -31,7 +31,7 @@ import json
 import re
 from pathlib import Path
 
-from qa.render import site
+from qa.render import review_site as site
 
 from .test_report import browser, browser_or_skip  # noqa: F401 - the shared Chromium fixture
 

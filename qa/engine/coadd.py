@@ -1,8 +1,10 @@
 """HASP's co-add and flux-filter arithmetic (ullyses ``SegmentList``), vectorized.
 
 The archive code loops over every pixel in Python; here each step is one numpy
-call over all rows of a product (``bincount`` for the accumulations, one sort
-of all rows' deviations for the per-row medians). Dtypes follow the archive code on purpose:
+call over all rows of a product, held as ``(rows, pixels)`` matrices
+(``bincount`` for the accumulations, one row-wise sort of all deviations for the
+per-row medians). Flagged pixels stay in the matrices but add ``-0.0``, the exact
+identity of floating-point addition, so sums keep HASP's values and order. Dtypes follow the archive code on purpose:
 its products are computed in float32 (FITS columns times Python floats) and
 summed into float64 bins in input order, and ``bincount`` sums in the same
 order, so the two engines agree to the last bit or close to it.
@@ -12,7 +14,7 @@ verdicts match the archive's; each is listed in ``QUIRKS`` (and the README).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -50,13 +52,13 @@ QUIRKS = {
 
 @dataclass
 class Rows:
-    """All rows of a product's files in HASP's member order, good pixels flattened.
+    """All rows of a product's files in HASP's member order, as ``(nrows, npix)`` matrices.
 
-    Built once per product from per-exposure arrays that are themselves built
-    once per exposure (see :func:`exposure_pixels`); flux-filter iterations
-    select rows with a mask instead of copying. Per-pixel arrays hold only the
-    good pixels (``(DQ & SDQFLAGS) == 0``), the only ones HASP accumulates or
-    tests, in row order, and keep the archive's dtypes.
+    Built once per product by stacking per-exposure matrices that are built once
+    per exposure (see :func:`exposure_pixels`); flux-filter iterations select
+    rows with a mask. Flagged pixels (``(DQ & SDQFLAGS) != 0``) hold ``-0.0`` in
+    the accumulated quantities, so that they change no sum, and are never tested.
+    Per-pixel values keep the archive's dtypes.
     """
 
     row_file: np.ndarray        # (nrows,) index into the product's files
@@ -69,17 +71,20 @@ class Rows:
     row_ngood: np.ndarray       # (nrows,) good pixels
     row_good_min: np.ndarray    # (nrows,) good-pixel wavelength range, for reports
     row_good_max: np.ndarray
-    pixel_row: np.ndarray       # (ngood,) row of each good pixel
-    exptime: np.ndarray         # EXPTIME of the pixel's row
-    wavelength: np.ndarray      # float64
+    wavelength: np.ndarray      # (nrows, npix) float64
     flux: np.ndarray            # float32
     error: np.ndarray           # float32
+    testable: np.ndarray        # bool: good and ERROR != 0 (HASP's statistic looks at these)
+    exptime: np.ndarray         # EXPTIME at good pixels, -0.0 elsewhere
     weight: np.ndarray          # float64 holding the archive's float32 (or float64) weights
     flux_weight: np.ndarray     # flux * weight, computed in the archive's dtype
     gcounts: np.ndarray         # |GROSS * EXPTIME|
     net_counts: np.ndarray      # NET * EXPTIME
     variance: np.ndarray | None  # COS only
     sq_error_weight: np.ndarray | None  # STIS CCD only: (ERROR * weight) ** 2
+    # Output bin of every pixel for the last grid (lo, delta) used: removing a file
+    # rarely changes the grid, so later iterations reuse it.
+    bins: dict = field(default_factory=dict, repr=False)
 
     @property
     def nrows(self) -> int:
@@ -99,8 +104,7 @@ class Coadd:
     error: np.ndarray
     snr: np.ndarray
     eff_exptime: np.ndarray
-    pix: np.ndarray | slice     # the good pixels of the active rows (index into Rows) ...
-    idx: np.ndarray             # ... and their output bins
+    idx: np.ndarray             # (active rows, npix) output bin of every pixel
 
     def trimmed(self) -> tuple[np.ndarray, ...]:
         """Arrays between the first and last bin with exposure time, as HASP writes them."""
@@ -123,8 +127,9 @@ def _stis_weights(exp: Exposure) -> np.ndarray:
     return np.abs(exp.exptime * (exp.net / exp.flux))
 
 
-_PIXEL_FIELDS = ("wavelength", "flux", "error", "weight", "flux_weight", "gcounts",
-                 "net_counts", "variance", "sq_error_weight")
+# Accumulated quantities: -0.0 at flagged pixels.
+_SUMMED = ("exptime", "weight", "flux_weight", "gcounts", "net_counts", "variance", "sq_error_weight")
+_MATRICES = ("wavelength", "flux", "error", "testable", *_SUMMED)
 _ROW_FIELDS = ("row_min", "row_max", "row_maxdiff", "row_ngood", "row_good_min", "row_good_max")
 
 
@@ -159,11 +164,10 @@ def scalar_square_float32(x: np.ndarray) -> np.ndarray:
 
 
 def exposure_pixels(exp: Exposure, instrument: str, detector: str) -> dict[str, np.ndarray | None]:
-    """Per-row and per-good-pixel quantities of one exposure, in the archive's arithmetic.
+    """Per-row and per-pixel quantities of one exposure, in the archive's arithmetic.
 
     Computed once per exposure and setting, and kept in ``exp.derived``: the visit
-    and program products of a file share them. Pixel arrays hold the good pixels
-    of every row, in row order; ``row`` gives each one's row.
+    and program products of a file share them.
     """
     key = ("coadd", instrument, detector)
     if key not in exp.derived:
@@ -187,35 +191,49 @@ def _exposure_pixels(exp: Exposure, instrument: str, detector: str) -> dict[str,
         else:
             w32 = _stis_weights(exp)
             weight, flux_weight = w32.astype(np.float64), (exp.flux * w32).astype(np.float64)
-        gcounts = np.abs(exp.gross[good] * exp.exptime)
-        net_counts = exp.net[good] * exp.exptime
-        if instrument == "COS":
+        gcounts = np.abs(exp.gross * exp.exptime)
+        summed = {
+            "exptime": np.full(exp.wavelength.shape, exp.exptime), "weight": weight,
+            "flux_weight": flux_weight, "gcounts": gcounts, "net_counts": exp.net * exp.exptime,
             # Without VARIANCE_* columns ullyses falls back to gross counts.
-            variance = exp.variance[good] if exp.variance is not None else gcounts
-        else:
-            variance = None
-        sq_error_weight = (scalar_square_float32(exp.error[good] * w32[good])
-                           if instrument == "STIS" and detector == "CCD" else None)
+            "variance": (exp.variance if exp.variance is not None else gcounts)
+            if instrument == "COS" else None,
+            "sq_error_weight": scalar_square_float32(exp.error * w32)
+            if instrument == "STIS" and detector == "CCD" else None,
+        }
+        # Float64 (exact) with -0.0 at flagged pixels: bincount adds them without effect.
+        out = {k: (np.where(good, v, -0.0) if v is not None else None) for k, v in summed.items()}
         wl = exp.wavelength
         good_wl = np.where(good, wl, np.nan)
         ngood = good.sum(axis=1)
-        return {
-            "row": np.nonzero(good)[0], "wavelength": wl[good], "flux": exp.flux[good],
-            "error": exp.error[good], "weight": weight[good], "flux_weight": flux_weight[good],
-            "gcounts": gcounts, "net_counts": net_counts, "variance": variance,
-            "sq_error_weight": sq_error_weight,
+        out.update({
+            "wavelength": wl, "flux": exp.flux, "error": exp.error,
+            "testable": good & (exp.error != 0.0),
             "row_min": wl.min(axis=1), "row_max": wl.max(axis=1),
             "row_maxdiff": (np.diff(wl, axis=1).max(axis=1) if wl.shape[1] > 1
                             else np.full(wl.shape[0], -np.inf)),
             "row_ngood": ngood,
             "row_good_min": np.where(ngood > 0, np.fmin.reduce(good_wl, axis=1), np.nan),
             "row_good_max": np.where(ngood > 0, np.fmax.reduce(good_wl, axis=1), np.nan),
-        }
+        })
+    return out
+
+
+def _padded(matrix: np.ndarray, width: int, name: str) -> np.ndarray:
+    """``matrix`` widened to ``width`` pixels with pixels that are flagged (a rare layout)."""
+    if matrix.shape[1] == width:
+        return matrix
+    fill = {"testable": False, "flux": 0.0, "error": 0.0}.get(name, -0.0)
+    out = np.full((matrix.shape[0], width), fill, dtype=matrix.dtype)
+    out[:, :matrix.shape[1]] = matrix
+    if name == "wavelength":  # any in-grid value: the pixel adds nothing
+        out[:, matrix.shape[1]:] = matrix[:, :1]
+    return out
 
 
 def flatten_rows(datasets: list[Dataset], instrument: str, detector: str,
                  drop_segments: tuple[str, ...] = ()) -> Rows:
-    """Gather every row of every exposure of ``datasets`` in HASP's member order.
+    """Stack every row of every exposure of ``datasets`` in HASP's member order.
 
     Parameters
     ----------
@@ -226,32 +244,31 @@ def flatten_rows(datasets: list[Dataset], instrument: str, detector: str,
     drop_segments : tuple of str
         COS segments HASP leaves out for this setting (``BAD_SEGMENTS``).
     """
-    parts: dict[str, list] = {k: [] for k in (*_PIXEL_FIELDS, *_ROW_FIELDS)}
+    parts: dict[str, list] = {k: [] for k in (*_MATRICES, *_ROW_FIELDS)}
     row_file, row_exp, row_index, row_exptime = [], [], [], []
     for ifile, ds in enumerate(datasets):
         for exp in ds.exposures:
             px = exposure_pixels(exp, instrument, detector)
             keep = np.array([lab not in drop_segments for lab in exp.row_labels], dtype=bool)
             kept = np.nonzero(keep)[0]
-            pixel_keep = keep[px["row"]] if not keep.all() else slice(None)
-            for k in _PIXEL_FIELDS:
+            rows = slice(None) if keep.all() else kept
+            for k in (*_MATRICES, *_ROW_FIELDS):
                 if px[k] is not None:
-                    parts[k].append(px[k][pixel_keep])
-            for k in _ROW_FIELDS:
-                parts[k].append(px[k][kept])
+                    parts[k].append(px[k][rows])
             row_file += [ifile] * kept.size
             row_exp += [exp] * kept.size
             row_index += kept.tolist()
             row_exptime += [exp.exptime] * kept.size
-    flat = {k: (np.concatenate(v) if v else None) for k, v in parts.items()}
-    if flat["wavelength"] is None:  # no exposure at all
-        flat.update({k: np.zeros(0) for k in (*_PIXEL_FIELDS, *_ROW_FIELDS)
-                     if k not in ("variance", "sq_error_weight")})
-    row_exptime = np.asarray(row_exptime, dtype=np.float64)
-    pixel_row = np.repeat(np.arange(len(row_exp)), flat["row_ngood"].astype(np.intp))
+    width = max((m.shape[1] for m in parts["wavelength"]), default=0)
+    flat = {}
+    for k, v in parts.items():
+        if k in _MATRICES:
+            flat[k] = np.concatenate([_padded(m, width, k) for m in v]) if v else None
+        else:
+            flat[k] = np.concatenate(v) if v else np.zeros(0)
     return Rows(row_file=np.asarray(row_file, dtype=np.intp), row_exp=row_exp,
-                row_index=np.asarray(row_index, dtype=np.intp), row_exptime=row_exptime,
-                pixel_row=pixel_row, exptime=row_exptime[pixel_row], **flat)
+                row_index=np.asarray(row_index, dtype=np.intp),
+                row_exptime=np.asarray(row_exptime, dtype=np.float64), **flat)
 
 
 def output_grid(rows: Rows, active: np.ndarray) -> tuple[np.ndarray, int, float]:
@@ -267,11 +284,8 @@ def bin_index(wavelength: np.ndarray, lo: float, delta: float) -> np.ndarray:
     return np.rint((wavelength - lo) / delta).astype(np.intp)
 
 
-def _active_pixels(rows: Rows, active: np.ndarray) -> np.ndarray | slice:
-    """Index of the good pixels of the active rows (a plain slice when every row is active)."""
-    if active.all():
-        return slice(None)
-    return active[rows.pixel_row]
+def _select(matrix: np.ndarray, active: np.ndarray, every: bool) -> np.ndarray:
+    return matrix if every else matrix[active]
 
 
 def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coadd | None:
@@ -281,14 +295,21 @@ def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coa
         return _coadd_single_ccd(rows, active)
     grid, lo, delta = output_grid(rows, active)
     n = grid.size
-    pix = _active_pixels(rows, active)
-    idx = bin_index(rows.wavelength[pix], lo, delta)
-    if idx.size and idx.max() >= n:
+    every = bool(active.all())
+    if (lo, delta) not in rows.bins:
+        idx = bin_index(rows.wavelength, lo, delta)
+        # A flagged pixel adds -0.0 wherever it lands; keep it inside the grid.
+        idx[(idx < 0) | (idx >= n)] = 0
+        rows.bins = {(lo, delta): idx}
+    idx = _select(rows.bins[(lo, delta)], active, every)
+    ngood = int(rows.row_ngood[active].sum())
+    if ngood and idx.max() >= n:
         raise ValueError("pixel falls beyond HASP's output grid")
+    flat_idx = idx.ravel()
 
     def acc(values: np.ndarray) -> np.ndarray:
         # bincount adds in pixel order, as ullyses' loop does.
-        return np.bincount(idx, weights=values[pix], minlength=n)
+        return np.bincount(flat_idx, weights=_select(values, active, every).ravel(), minlength=n)
 
     exptime = acc(rows.exptime)
     if not (exptime > 0).any():
@@ -316,8 +337,7 @@ def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coa
                                             conversion[~bad])
             error[nz] = counts_error * conversion
         snr[nz] = flux[nz] / error[nz]
-    return Coadd(wavelength=grid, flux=flux, error=error, snr=snr, eff_exptime=exptime,
-                 pix=pix, idx=idx)
+    return Coadd(wavelength=grid, flux=flux, error=error, snr=snr, eff_exptime=exptime, idx=idx)
 
 
 def _coadd_single_ccd(rows: Rows, active: np.ndarray) -> Coadd | None:
@@ -335,7 +355,7 @@ def _coadd_single_ccd(rows: Rows, active: np.ndarray) -> Coadd | None:
     nz = error != 0
     snr[nz] = flux[nz] / error[nz]
     return Coadd(wavelength=exp.wavelength[i].copy(), flux=flux, error=error, snr=snr,
-                 eff_exptime=exptime, pix=slice(0, 0), idx=np.zeros(0, dtype=np.intp))
+                 eff_exptime=exptime, idx=np.zeros((0, 0), dtype=np.intp))
 
 
 def row_statistics(rows: Rows, active: np.ndarray, co: Coadd, snrmax: float) -> RowStatistics:
@@ -346,57 +366,52 @@ def row_statistics(rows: Rows, active: np.ndarray, co: Coadd, snrmax: float) -> 
     row's statistic is the median of the non-zero deviations times sqrt(N).
     """
     nrows = rows.nrows
-    zero = np.zeros(nrows)
+    n = np.zeros(nrows, dtype=np.intp)
+    median = np.zeros(nrows)
     if active.sum() == 1:
         # "single-row" quirk: never tested, statistic 0.
-        return RowStatistics(n=np.zeros(nrows, dtype=np.intp), median_deviation=zero,
-                             scaled_median=zero.copy())
-    pix, idx = co.pix, co.idx
-    row_of = rows.pixel_row[pix]
-    flux = rows.flux[pix]
-    error = rows.error[pix]
-    q = np.flatnonzero((error != 0.0) & (rows.exptime[pix] != co.eff_exptime[idx]))
-    flux, error = flux[q], error[q]
+        return RowStatistics(n=n, median_deviation=median, scaled_median=median.copy())
+    every = bool(active.all())
+    idx = co.idx
+    flux = _select(rows.flux, active, every)
+    error = _select(rows.error, active, every)
+    # A row's pixel in a bin only its own exposure covers is skipped.
+    qualifies = _select(rows.testable, active, every) & (
+        rows.row_exptime[active][:, None] != co.eff_exptime[idx])
     # flux / snrmax and Python's max() with ERROR happen in float32 in the archive code.
-    min_error = flux / float(snrmax)
-    denom = np.where(min_error > error, min_error, error)
+    # Python's max(error, min_error) keeps error unless min_error is larger; fmax does
+    # the same for every value a tested pixel can hold (ERROR is finite, FLUX may not be).
+    denom = np.fmax(error, flux / float(snrmax))
     with np.errstate(divide="ignore", invalid="ignore"):
-        dev = (flux.astype(np.float64) - co.flux[idx[q]]) / denom
-    row_q = row_of[q]
-    n = np.bincount(row_q, minlength=nrows)
-    nonzero = dev != 0.0
-    median = grouped_median(row_q[nonzero], dev[nonzero], nrows)
+        dev = flux.astype(np.float64)
+        dev -= co.flux[idx]
+        dev /= denom
+    # Like HASP's zero-initialised deviation array: a pixel that does not qualify
+    # has deviation 0, and zeros are left out of the median.
+    dev[~qualifies] = 0.0
+    n[active] = qualifies.sum(axis=1)
+    median[active] = row_medians(dev)
     return RowStatistics(n=n, median_deviation=median, scaled_median=median * np.sqrt(n))
 
 
-def grouped_median(group: np.ndarray, values: np.ndarray, ngroups: int) -> np.ndarray:
-    """``np.median`` of ``values`` per group, for all groups at once (0 for an empty group).
+def row_medians(dev: np.ndarray) -> np.ndarray:
+    """``np.median`` of each row's non-zero values, for all rows in one sort (0 if none).
 
-    ``group`` is non-decreasing (rows are contiguous). The values are laid out
-    one group per line of a ``+inf``-padded matrix and sorted in one call; each
-    median is then picked as ``np.median`` computes it (the middle element, or
-    the mean of the two middle ones), so the result is bit-identical to a
-    ``np.median`` per group. A group holding NaN has a NaN median, as with
-    ``np.median``.
+    Zeros are replaced by ``+inf`` and every row sorted in one call; each median
+    is then picked as ``np.median`` computes it (the middle element, or the mean
+    of the two middle ones), so the result is bit-identical to ``np.median`` per
+    row. A row holding NaN has a NaN median, as with ``np.median``. ``dev`` is
+    overwritten.
     """
-    out = np.zeros(ngroups)
-    if not values.size:
-        return out
-    counts = np.bincount(group, minlength=ngroups)
-    filled = np.flatnonzero(counts)
-    line = np.zeros(ngroups, dtype=np.intp)
-    line[filled] = np.arange(filled.size)
-    starts = np.cumsum(counts) - counts
-    pos = np.arange(values.size) - starts[group]
-    matrix = np.full((filled.size, counts.max()), np.inf)
-    matrix[line[group], pos] = values
-    matrix.sort(axis=1)
-    c = counts[filled]
-    lines = np.arange(filled.size)
-    lower = matrix[lines, (c - 1) // 2]
-    upper = matrix[lines, c // 2]
-    median = np.where(c % 2 == 1, lower, (lower + upper) / 2.0)
-    has_nan = np.bincount(group, weights=np.isnan(values), minlength=ngroups)[filled] > 0
+    valid = dev != 0.0
+    count = valid.sum(axis=1)
+    has_nan = np.isnan(dev).any(axis=1)
+    dev[~valid] = np.inf
+    dev.sort(axis=1)
+    lines = np.arange(dev.shape[0])
+    lower = dev[lines, np.maximum(count - 1, 0) // 2]
+    upper = dev[lines, np.minimum(count // 2, dev.shape[1] - 1)]
+    median = np.where(count % 2 == 1, lower, (lower + upper) / 2.0)
+    median[count == 0] = 0.0
     median[has_nan] = np.nan
-    out[filled] = median
-    return out
+    return median

@@ -21,6 +21,8 @@ import numpy as np
 BLOCK = 2880
 CARD = 80
 GZIP_MAGIC = b"\x1f\x8b"
+# HST x1d/sx1 files are a few MB; anything that decompresses beyond this is refused.
+MAX_DECOMPRESSED = 128 << 20
 _TFORM = re.compile(r"^\s*(\d*)\s*([LXBIJKAEDCM])\s*$")
 _TFORM_DTYPE = {"L": "S1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8",
                 "C": ">c8", "M": ">c16"}
@@ -114,9 +116,30 @@ def read_bytes(path: str | Path) -> bytes:
     if not buf.startswith(GZIP_MAGIC):
         return buf
     try:
-        return gzip.decompress(buf)
+        return _gunzip(buf, MAX_DECOMPRESSED)
     except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise FitsFormatError(f"corrupt or truncated gzip file ({exc})") from exc
+
+
+def _gunzip(buf: bytes, limit: int) -> bytes:
+    """``gzip.decompress`` that stops at ``limit`` bytes: a small gzip bomb must not fill memory."""
+    parts, total, data = [], 0, buf
+    while data:
+        stream = zlib.decompressobj(wbits=31)
+        while True:
+            chunk = stream.decompress(data, limit - total + 1)
+            total += len(chunk)
+            if total > limit:
+                raise FitsFormatError(f"gzip data expand to more than {limit >> 20} MiB; no x1d/sx1 "
+                                      "file is that large (a gzip bomb?), so it was not read")
+            parts.append(chunk)
+            data = stream.unconsumed_tail
+            if stream.eof or not data:
+                break
+        if not stream.eof:
+            raise FitsFormatError("corrupt or truncated gzip file (the stream ends early)")
+        data = stream.unused_data.lstrip(b"\0")   # gzip allows zero padding between members
+    return b"".join(parts)
 
 
 def read_hdus(path: str | Path) -> tuple[bytes, list[Hdu]]:

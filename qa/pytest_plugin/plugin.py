@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from qa.engine import ENGINES
+from qa.pytest_plugin import nightly
 
 if TYPE_CHECKING:
     from qa.checks import Verdict
@@ -38,10 +39,13 @@ if TYPE_CHECKING:
     from qa.results import CheckResult
     from qa.sources import Options, Source
 
+# Nightly discovery and the run history live in their own module (own options and hooks).
+pytest_plugins = ("qa.pytest_plugin.nightly",)
 RESULT_PROPERTY = "hasp_qa_result"
 PRODUCT_PROPERTY = "hasp_qa_product"
 INPUTS_PROPERTY = "hasp_qa_input_errors"
 SOURCES_WORKERINPUT = "hasp_qa_sources"
+LOADGROUP_WORKERINPUT = "hasp_qa_loadgroup"
 DEFAULT_RESULTS = "reports/hasp-qa-results.json"
 
 
@@ -80,6 +84,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--review", default=None, metavar="DIR",
                     help="write the review site (index of lost exposures, a page per product, "
                          "remediated co-adds) into DIR; default <report>-review next to --html")
+    group.addoption("--dask", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
+                    metavar="ADDRESS|local[:N]",
+                    help="compute the jobs on a Dask cluster: a running scheduler (tcp://host:8786, "
+                         "env DASK_SCHEDULER_ADDRESS) or local:N worker processes")
 
 
 # The check files shipped in the package (the repository's checks/, copied; the tests
@@ -122,7 +130,7 @@ def _figures_option(config: pytest.Config) -> str:
 
 def review_dir(config: pytest.Config) -> Path | None:
     """The review site's folder: ``--review``, else ``<report>-review`` next to ``--html``."""
-    from qa.render.site import default_site_dir
+    from qa.render.review_site import default_site_dir
     given, html = config.getoption("review"), config.getoption("htmlpath", None)
     if given:
         return Path(given)
@@ -131,7 +139,8 @@ def review_dir(config: pytest.Config) -> Path | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     # Decided on the raw options, so that a run without them imports nothing more.
-    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")):
+    if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")
+            or nightly.active(config)):  # an empty night is a QA run too
         return
     options = _options(config)
     if not hasattr(config, "workerinput"):
@@ -148,6 +157,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(plugin, "hasp-qa-run")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ReviewSiteWriter(plugin), "hasp-qa-review-site")
+    nightly.register_recorder(config)
+    address = config.getoption("dask")
+    if address:
+        if getattr(config.option, "numprocesses", None):
+            raise pytest.UsageError("--dask and -n are alternatives: the Dask workers compute the jobs")
+        from qa.pytest_plugin.cluster import DaskRun
+        config.pluginmanager.register(DaskRun(config, plugin, address), "hasp-qa-dask")
 
 
 def results_path(config: pytest.Config) -> Path:
@@ -205,17 +221,13 @@ def _prepare_outputs(config: pytest.Config, options: Options) -> None:
 
 
 def _writable_dir(directory: Path, option: str) -> None:
-    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise pytest.UsageError(f"{option} {directory}: {blocker} is a file, not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".hasp-qa-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise pytest.UsageError(f"{option} {directory}: not a writable directory "
-                                f"({exc.strerror or exc})") from None
+    """Refuse a directory that cannot be created or written; create nothing (--collect-only)."""
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise pytest.UsageError(f"{option} {directory}: {existing} is a file, not a directory")
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option} {directory}: not writable ({existing} does not let "
+                                "this user create files)")
 
 
 class CheckFailed(Exception):
@@ -281,6 +293,7 @@ class CheckFile(pytest.File):
         except CheckFileError as exc:
             raise self.CollectError(str(exc)) from exc
         order = {job: i for i, job in enumerate(coll.jobs)}
+        grouped = getattr(self.config, "workerinput", {}).get(LOADGROUP_WORKERINPUT, False)
         mine = [c for c in coll.cases if c.spec.file == str(self.path)]
         # A program's cases run one after the other, so its outcome is released after them.
         for case in sorted(mine, key=lambda c: -1 if c.job is None else order[c.job]):
@@ -289,11 +302,13 @@ class CheckFile(pytest.File):
             name = f"test_{case.spec.name}[{printable(case.case_id)}]"
             # A string node id is parsed into name and params exactly as pytest parses
             # the ids it stores for --lf; a bare name would keep the brackets in the name.
-            item = CheckItem.from_parent(self, name=name, nodeid=f"{self.nodeid}::{name}",
-                                         case=case, plugin=self.plugin)
-            if case.job is not None:
-                item.add_marker(pytest.mark.xdist_group(f"hasp-qa-job{order[case.job]}"))
-            yield item
+            nodeid = f"{self.nodeid}::{name}"
+            if grouped and case.job is not None:
+                # xdist's loadgroup sends the items whose ids end in the same "@group" to
+                # one worker. (Its own xdist_group mark cannot rename items under pytest 9.)
+                nodeid += f"@hasp-qa-job{order[case.job]}"
+            yield CheckItem.from_parent(self, name=name, nodeid=nodeid, case=case,
+                                        plugin=self.plugin)
 
 
 class QAPlugin:
@@ -332,6 +347,7 @@ class QAPlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         node.workerinput[SOURCES_WORKERINPUT] = json.dumps([s.to_dict() for s in self.sources()])
+        node.workerinput[LOADGROUP_WORKERINPUT] = self.config.option.dist == "loadgroup"
 
     def collection(self) -> Collection:
         if self._collection is None:
@@ -446,7 +462,7 @@ class QAPlugin:
         site, html = review_dir(self.config), self.config.getoption("htmlpath", None)
         if site is not None and html and item.case.product and rep.outcome == "failed":
             from pytest_html import extras
-            from qa.render.site import product_page
+            from qa.render.review_site import product_page
             page = os.path.relpath(product_page(site, item.case.product).resolve(),
                                    Path(html).resolve().parent)
             rep.extras.append(extras.url(Path(page).as_posix(), name="product page"))
@@ -576,6 +592,6 @@ class ReviewSiteWriter:
         if site is None or self.plugin.summary is None or not self.plugin.results_path().is_file():
             return
         from qa.render.report import load_results_json
-        from qa.render.site import write_site
+        from qa.render.review_site import write_site
         path = self.plugin.results_path()
         self.plugin.site_index = write_site(load_results_json(path), path, site)

@@ -164,7 +164,7 @@ requestAnimationFrame(() => setTimeout(() => done([performance.now() - t0,
 
 def bench_site(doc: dict, results_path: Path, out: Path, repeat: int = 3) -> dict:
     """CPU-s to write the site of ``doc``; index open and filter times in headless Chromium."""
-    from qa.render.site import write_site
+    from qa.render.review_site import write_site
 
     t0 = time.process_time()
     index = write_site(doc, results_path, out)

@@ -358,3 +358,38 @@ def load_results_json(path: str | Path) -> dict:
 def load_check_results(results_doc: Mapping) -> list[CheckResult]:
     """The run's check results as :class:`CheckResult` objects."""
     return [CheckResult.from_dict(r) for r in results_doc.get("results", [])]
+
+
+def changes_html(history: Mapping) -> str:
+    """The block that opens the report: the night and what changed since the previous runs.
+
+    Parameters
+    ----------
+    history : mapping
+        The ``history`` part of the results JSON (written by the nightly plugin).
+    """
+    parts = ['<div class="hqa hqa-changes" id="hqa-changes">', "<h2>What changed</h2>"]
+    window = history.get("window")
+    if window:
+        parts.append(f"<p>night {escape(window['since'])} .. {escape(window['until'])}: "
+                     f"{len(history['programs'])} program(s)</p>")
+        if history["programs"]:
+            parts.append("<ul>" + "".join(f'<li data-program="{escape(p["program"])}">'
+                                          f"{escape(p['text'])}</li>"
+                                          for p in history["programs"]) + "</ul>")
+        else:
+            parts.append('<p class="hqa-empty-night">nothing released or re-archived</p>')
+    previous = ", ".join(str(r) for r in history["previous_runs"]) or "none"
+    parts.append(f"<p>run {escape(str(history['run']))}, compared with run(s) "
+                 f"{escape(previous)}</p>")
+    parts.append("<p>" + (", ".join(f'<span data-change-count="{escape(k)}"><b>{n}</b> '
+                                    f"{escape(k)}</span>" for k, n in history["tally"].items())
+                          or "no checks") + "</p>")
+    rows = [(escape(c["kind"]), escape(c["case_id"]), escape(c["check"]),
+             escape(str(c["before"])), escape(c["after"]), escape(c["detail"]),
+             "new" if c["alert"] else "") for c in history["changes"]]
+    if rows:
+        parts.append(table_html(rows, header=["change", "case", "check", "before", "now",
+                                              "detail", "alert"]))
+    parts.append("</div>")
+    return "\n".join(parts)

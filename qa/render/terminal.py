@@ -54,3 +54,26 @@ def render_summary(results_doc: dict) -> str:
     labels = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
     lines.append("checks: " + ", ".join(f"{tally.get(k, 0)} {v}" for k, v in labels.items()))
     return "\n".join(lines)
+
+
+def render_changes(history: dict) -> str:
+    """What changed since the previous runs (the ``history`` part of the results JSON)."""
+    lines = []
+    window = history.get("window")
+    if window:
+        programs = history["programs"]
+        lines.append(f"night {window['since']} .. {window['until']}: "
+                     + (f"{len(programs)} program(s)" if programs else
+                        "nothing released or re-archived; no programs to check"))
+        lines += [f"  {p['text']}" for p in programs]
+    previous = history["previous_runs"]
+    lines.append(f"run {history['run']} in {history['store']}, compared with "
+                 + (f"run(s) {', '.join(map(str, previous))}" if previous else "no earlier run"))
+    tally = history["tally"]
+    lines.append("changes: " + (", ".join(f"{n} {k}" for k, n in tally.items()) or "none"))
+    for c in history["changes"]:
+        flag = "  [new]" if c["alert"] else ""
+        lines.append(f"  {c['kind'].upper():<18} {c['case_id']} ({c['check']}): {c['detail']}{flag}")
+    if history["fail_on"] == "new":
+        lines.append(f"--fail-on=new: {history['alerts']} new failure(s) or changed verdict(s)")
+    return "\n".join(lines)
