@@ -12,6 +12,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 .PHONY: venv demo test browser bench fuzz importtime bench-runs postgres bench-nightly bench-cluster
+.PHONY: venv demo test browser bench bench-figures bench-report
+.PHONY: venv demo test browser bench fuzz
+.PHONY: venv demo test browser bench importtime bench-runs
+.PHONY: venv demo test browser postgres bench bench-nightly importtime bench-runs
+.PHONY: venv demo test browser bench importtime bench-runs bench-cluster
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
@@ -37,6 +42,14 @@ test: $(STAMP) browser postgres
 bench: $(STAMP)
 	$(BIN)/python -m qa.bench
 
+# CPU-s of all figures of one product (budgets 0.25 / 0.5 CPU-s, issue 12).
+bench-figures: $(STAMP)
+	$(BIN)/python -m qa.bench figures
+
+# Issue 12's done-when numbers: runs over 200 generated products (no report; review site with
+# --figures=failing; --figures=all) and the review index at 2,000 products in headless Chromium.
+bench-report: $(STAMP) browser
+	$(BIN)/python -m qa.bench report
 # Differential run against the real hasp on fresh random scenarios (one summary line;
 # a mismatch is shrunk into tests/data/differential/). FUZZ_ARGS="--seed 7 --scenarios 50".
 FUZZ_ARGS ?= --scenarios 300

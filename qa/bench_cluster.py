@@ -98,7 +98,7 @@ def split(data: Path, workdir: Path, max_jobs: int) -> dict:
     from qa.pytest_plugin.plugin import PROJECT_CHECKS
     from qa.sources import Options, resolve_sources
 
-    options = Options(data_dirs=[data], checks=[PROJECT_CHECKS], cache_dir=workdir, figures=True)
+    options = Options(data_dirs=[data], checks=[PROJECT_CHECKS], cache_dir=workdir, figures="all")
     t0 = time.perf_counter()
     coll = pipeline.collect(options, resolve_sources(options))
     collect_s = time.perf_counter() - t0

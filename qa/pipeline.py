@@ -92,7 +92,8 @@ class RunParams:
     engine: str = "native"
     filters: tuple[FilterParams, ...] = (FilterParams(-50.0, 20.0),)
     triggers: tuple[Trigger, ...] = ()      # empty with --remediate=off
-    figures: bool = False
+    figures: str = "none"       # qa.render.policy: all, failing or none
+    report: bool = False        # write each remediated co-add as a HASP cspec file
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +101,8 @@ class RunParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunParams":
         return cls(engine=data["engine"], filters=tuple(FilterParams(**f) for f in data["filters"]),
-                   triggers=tuple(Trigger(**t) for t in data["triggers"]), figures=data["figures"])
+                   triggers=tuple(Trigger(**t) for t in data["triggers"]), figures=data["figures"],
+                   report=data.get("report", False))
 
 
 def check_params(spec: CheckSpec, options: Options) -> dict[str, Any]:
@@ -123,7 +125,7 @@ def run_params(specs: list[CheckSpec], options: Options) -> RunParams:
         Trigger(s.name, s.kind, p) for s, p in zip(specs, params) if s.on_fail == "remediate")
     return RunParams(engine=options.engine,
                      filters=tuple(dict.fromkeys(FilterParams.of(p) for p in params)),
-                     triggers=triggers, figures=options.figures)
+                     triggers=triggers, figures=options.figures, report=options.report)
 
 
 # ---------------------------------------------------------------- jobs and outcomes
@@ -366,6 +368,11 @@ def collect(options: Options, sources: list[Source], specs: list[CheckSpec] | No
                     instrument=plan.instrument, grating=plan.grating, detector=plan.detector,
                     target=plan.target, files=[d.name for d in plan.datasets])
     _unique_pids(coll)
+    if params.figures == "auto":
+        from qa.render.policy import resolve_policy
+        coll.params = replace(params, figures=resolve_policy(None, len(coll.products), True))
+        for job in coll.jobs.values():
+            job.params = coll.params
     for spec in specs:
         coll.cases += _cases(coll, spec, check_params(spec, options))
     _unique_case_ids(coll.cases)
@@ -573,7 +580,8 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
     po.product = product
     po.findings = list(product.findings)   # e.g. a dead SCI extension
     if twin is not None and twin.error is None:
-        po.remediation = replace(twin.remediation, product=po.key) if twin.remediation else None
+        # The twin's cspec file is named and labelled for the twin's level: not this product's.
+        po.remediation = replace(twin.remediation, product=po.key, cspec="") if twin.remediation else None
         po.figures, po.notes = twin.figures, list(twin.notes)
     else:
         fixed = None
@@ -591,7 +599,12 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
             if po.remediation.scaled_dir:
                 po.remediation.scaled_dir = relative.as_posix()
             outcome.remediations += 1
-        if job.params.figures:
+        if fixed is not None and job.params.report and fixed.wavelength is not None:
+            po.remediation.cspec, note = _write_cspec(job, fixed, po.remediation, root)
+            po.notes += [note] if note else []
+        from qa.render.policy import wants_figures
+        if wants_figures(job.params.figures, lost=bool(product.rejected or po.keyword_filtered),
+                         remediated=po.remediation is not None):
             po.figures, po.notes = _figures(product, plan, po.remediation, fixed, root)
             outcome.figure_sets += 1
     product.coadd_median, product.input_medians = product_medians(product, plan.datasets)
@@ -620,6 +633,21 @@ def _coadd_one(engine: str, key: str) -> Callable[..., EngineResult]:
     return partial(run, products={key})
 
 
+def _write_cspec(job: Job, fixed: Product, remediation: Remediation, root: Path
+                 ) -> tuple[str, str | None]:
+    """The remediated co-add as a HASP cspec beside its scaled copies: its path relative to
+    the cache, or "" and a note when it cannot be written (never an error of the product)."""
+    try:
+        from qa.cspec import write_cspec
+        scaled = root / remediation.scaled_dir
+        relative = Path(remediation.scaled_dir) / "cspec" / fixed.filename
+        write_cspec(fixed, sorted(scaled.glob("*.fits*")), root / relative, remediation,
+                    dict(zip(job.files, job.sha256)))
+        return relative.as_posix(), None
+    except Exception as exc:  # noqa: BLE001 - e.g. a header value FITS cannot hold
+        return "", f"remediated co-add of {fixed.key} not written: {type(exc).__name__}: {exc}"
+
+
 def _figures(product: Product, plan: ProductPlan, remediation: Remediation | None,
              fixed: Product | None, root: Path) -> tuple[dict[str, bytes], list[str]]:
     """The product's figures; a failure to draw them is a note, never an error of the product."""
@@ -629,7 +657,8 @@ def _figures(product: Product, plan: ProductPlan, remediation: Remediation | Non
         if rem is not None and rem.scaled_dir:
             rem = replace(rem, scaled_dir=str(root / rem.scaled_dir))
         directory = Path(plan.datasets[0].path).parent
-        return plots.product_figures(product, directory, rem, fixed), []
+        # The job read these files already: the figures draw from them, not from disk again.
+        return plots.product_figures(product, directory, rem, fixed, datasets=plan.datasets), []
     except Exception as exc:  # noqa: BLE001 - e.g. mathtext in a header value
         return {}, [f"figures of {product.key} could not be drawn: {type(exc).__name__}: {exc}"]
 

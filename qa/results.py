@@ -179,6 +179,8 @@ class Remediation:
     kept_after: list[str] = field(default_factory=list)
     rejected_after: list[str] = field(default_factory=list)
     snr_gain: SnrGain | None = None
+    cspec: str = ""              # the remediated co-add as a HASP cspec file (in results:
+                                 # relative to the results JSON; in job outcomes: to the cache)
 
 
 @dataclass

@@ -33,7 +33,9 @@ class Options:
     cache_dir: Path = Path(".hasp-qa-cache")
     mast_url: str | None = None
     offline: bool = False
-    figures: bool = False              # render each product's figures in its job
+    figures: str = "none"              # figures policy (qa.render.policy): all, failing, none;
+                                       # "auto" until the number of products is known
+    report: bool = False               # a report is written: remediated co-adds become cspec files
     archive_timeout: float = 60.0          # seconds per archive request
     archive_deadline: float | None = None  # seconds per program, all requests and retries
 

@@ -773,3 +773,55 @@ def write_demo(outdir: str | Path) -> dict[str, list[Path]]:
         Program id -> files written.
     """
     return {pid: write_demo_program(pid, Path(outdir) / pid) for pid in DEMO_PROGRAMS}
+
+
+# --------------------------------------------------------------------------- archive-scale programs
+
+def write_survey_program(program: int, outdir: str | Path, *, low_fraction: float = 0.2,
+                         seed: int = 0) -> list[Path]:
+    """One generated program at archive shape: 2 modes x 4 visits of 3 exposures (10 products).
+
+    STIS E140M (visits 01-04, the tutorial's white dwarf at 200 s) and COS G130M
+    (visits 11-14, a power law at 1000 s). In about ``low_fraction`` of the visits
+    one exposure caught less light (0.755 of it for STIS, as the tutorial's
+    o5jy03030; 0.85 for COS), which HASP's flux filter rejects; the program-level
+    products then lose it too.
+
+    Parameters
+    ----------
+    program : int
+        PROPOSID; also names the target ``SURVEY-<program>``.
+    outdir : str or Path
+        Directory to write into (created if missing).
+    low_fraction : float
+        Chance that a visit holds one low exposure.
+    seed : int
+        Seed of the choice of low visits and of the noise.
+
+    Returns
+    -------
+    list of Path
+        The 24 files written, sorted.
+    """
+    outdir = Path(outdir)
+    rng = np.random.default_rng([seed, program])
+    code, target = _program_code(program), f"SURVEY-{program}"
+    paths = []
+    for v in range(4):
+        low = rng.random() < low_fraction
+        for i in range(3):
+            scale = 0.755 if low and i == 2 else 1.0
+            paths.append(write_stis_echelle(
+                outdir, rootname=f"o{code}{v + 1:02d}0{i + 1}0", grating="E140M", cenwave=1425,
+                program=program, target=target, flux_norm=_G191B2B_NORM, flux_scale=scale,
+                exptime=_TUTORIAL_EXPTIME, aperture="0.1X0.03", seed=int(rng.integers(1 << 30)),
+                expstart=55000.0 + v + 0.03 * i))
+    for v in range(4):
+        low = rng.random() < low_fraction
+        for i in range(3):
+            scale = 0.85 if low and i == 2 else 1.0
+            paths.append(write_cos(
+                outdir, rootname=f"l{code}{v + 11:02d}0{i + 1}0", grating="G130M", cenwave=1291,
+                program=program, target=target, flux_scale=scale, exptime=1000.0, fppos=i % 4 + 1,
+                seed=int(rng.integers(1 << 30)), expstart=56000.0 + v + 0.05 * i))
+    return sorted(paths)

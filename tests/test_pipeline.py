@@ -70,7 +70,7 @@ def dim(data_dir: Path, tmp_path: Path, rootname: str, scale: float) -> None:
 
 def test_identical_products_share_one_engine_run(data_dir, tmp_path):
     dim(data_dir, tmp_path, "o5jy03030", 0.75)
-    opts = options(data_dir, tmp_path / "cache", figures=True)
+    opts = options(data_dir, tmp_path / "cache", figures="all")
     coll = collect(opts, resolve_sources(opts))
     outcome = compute(coll.jobs["data:8016"])
     assert [p.key for p in outcome.products] == [VISIT, PROGRAM]
@@ -165,7 +165,7 @@ def test_damaged_or_moved_cache_is_recomputed_or_reused(data_dir, tmp_path):
 
 def test_job_outcome_round_trips_through_json(data_dir, tmp_path):
     dim(data_dir, tmp_path, "o5jy03030", 0.75)
-    opts = options(data_dir, None, figures=True)
+    opts = options(data_dir, None, figures="all")
     coll = collect(opts, resolve_sources(opts))
     outcome = compute(coll.jobs["data:8016"])
     text = json.dumps(outcome.to_dict())
@@ -178,7 +178,7 @@ def test_a_figure_that_cannot_be_drawn_is_a_note(data_dir, tmp_path, monkeypatch
     def broken(*args, **kwargs):
         raise ValueError("mathtext: unknown symbol \\foo")
     monkeypatch.setattr("qa.render.plots.product_figures", broken)
-    doc, outcomes = run_in_process(options(data_dir, tmp_path / "cache", figures=True))
+    doc, outcomes = run_in_process(options(data_dir, tmp_path / "cache", figures="all"))
     assert outcomes[VISIT].error is None and outcomes[VISIT].figures == {}
     assert doc["products"][VISIT]["notes"] == [
         f"figures of {VISIT} could not be drawn: ValueError: mathtext: unknown symbol \\foo"]

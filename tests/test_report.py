@@ -53,7 +53,7 @@ def built(real_dir, tmp_path_factory) -> Built:
         derive_copy(real_dir / "o4vt02040_x1d.fits", cascade, f"o5jy030{i + 1}0", flux_scale=scale)
     derive_copy(real_dir / "o3zx02070_x1d.fits", evil, "o6ab01010", primary={"TARGNAME": EVIL})
     doc, outcomes = run_in_process(Options(data_dirs=[cascade, evil], checks=[PROJECT_CHECKS],
-                                           cache_dir=root / "cache", figures=True))
+                                           cache_dir=root / "cache", figures="all"))
     owner = next(r for r in doc["results"] if r["product"] == KEY and r["status"] == "failed")
     return Built(doc, outcomes[KEY].figures, f"{owner['case_id']}/{owner['check']}")
 

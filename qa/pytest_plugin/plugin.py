@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from dataclasses import asdict
 from html import escape
 from pathlib import Path
@@ -78,6 +79,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="use only cached downloads; never contact the archive")
     group.addoption("--qa-results", default=None, metavar="PATH",
                     help=f"results JSON (default: next to --html, else {DEFAULT_RESULTS})")
+    from qa.render.policy import HELP, POLICIES
+    group.addoption("--figures", choices=POLICIES, default=None, help=HELP)
+    group.addoption("--review", default=None, metavar="DIR",
+                    help="write the review site (index of lost exposures, a page per product, "
+                         "remediated co-adds) into DIR; default <report>-review next to --html")
     group.addoption("--dask", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
                     metavar="ADDRESS|local[:N]",
                     help="compute the jobs on a Dask cluster: a running scheduler (tcp://host:8786, "
@@ -106,9 +112,29 @@ def _options(config: pytest.Config) -> Options:
         snrmax=config.getoption("snrmax"), remediate=config.getoption("remediate"),
         cache_dir=Path(config.getoption("cache_dir")).resolve(),
         mast_url=config.getoption("mast_url"), offline=config.getoption("offline"),
-        figures=bool(config.getoption("htmlpath", None)),
+        figures=_figures_option(config), report=_writes_report(config),
         archive_timeout=config.getoption("archive_timeout"),
         archive_deadline=config.getoption("archive_deadline"))
+
+
+def _writes_report(config: pytest.Config) -> bool:
+    return bool(config.getoption("htmlpath", None) or config.getoption("review"))
+
+
+def _figures_option(config: pytest.Config) -> str:
+    """The figures policy; "auto" (all or failing by the number of products) is resolved at collection."""
+    if not _writes_report(config):
+        return "none"
+    return config.getoption("figures") or "auto"
+
+
+def review_dir(config: pytest.Config) -> Path | None:
+    """The review site's folder: ``--review``, else ``<report>-review`` next to ``--html``."""
+    from qa.render.review_site import default_site_dir
+    given, html = config.getoption("review"), config.getoption("htmlpath", None)
+    if given:
+        return Path(given)
+    return default_site_dir(html) if html else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -129,6 +155,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
     plugin = QAPlugin(config, options)
     config.pluginmanager.register(plugin, "hasp-qa-run")
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ReviewSiteWriter(plugin), "hasp-qa-review-site")
     nightly.register_recorder(config)
     address = config.getoption("dask")
     if address:
@@ -300,6 +328,7 @@ class QAPlugin:
         self.input_errors: dict[str, dict[str, str]] = {}
         self.interrupted = False
         self.summary: dict | None = None
+        self.site_index: Path | None = None
         from qa.summary import now
         self.created = now()
 
@@ -372,8 +401,9 @@ class QAPlugin:
             outcome = self.store.get(job)
             rec = product_record(coll.products[case.product], job, coll, self._product_outcome(case),
                                  outcome.error)
-            if case.owns_figures:
-                rec["figures"] = self._figure_paths(case)
+            # A product's figures are its own, whichever of its cases reports it first.
+            rec["figures"] = self._figure_paths(case)
+            self._publish_cspec(case, rec)
             props.append((PRODUCT_PROPERTY, json.dumps({case.product: rec})))
             if outcome.input_errors and case.job not in self._sent:
                 self._sent.add(case.job)
@@ -429,6 +459,18 @@ class QAPlugin:
         rep.extras = getattr(rep, "extras", []) + report.case_extras(
             result, figures, self._assets_dir(), remediation=rem,
             notes=po.notes if po is not None and item.case.owns_figures else ())
+        site, html = review_dir(self.config), self.config.getoption("htmlpath", None)
+        if site is not None and html and item.case.product and rep.outcome == "failed":
+            from pytest_html import extras
+            from qa.render.review_site import product_page
+            page = os.path.relpath(product_page(site, item.case.product).resolve(),
+                                   Path(html).resolve().parent)
+            rep.extras.append(extras.url(Path(page).as_posix(), name="product page"))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_html(self, report, data) -> None:
+        from qa.render.html_table import skip_log
+        skip_log(report, data)
 
     def _assets_dir(self) -> Path | None:
         html = self.config.getoption("htmlpath", None)
@@ -436,15 +478,51 @@ class QAPlugin:
             return None
         return Path(html).parent / "assets"
 
-    def _figure_paths(self, case: Case) -> dict[str, str]:
-        """Where the report writes the case's figures, relative to the report's folder."""
+    def _figure_dir(self) -> Path | None:
+        """Where figure files go: the report's assets, else (embedded report, or only a review
+        site) the site's ``figures`` folder; None when no report is written."""
         assets = self._assets_dir()
+        if assets is not None:
+            return assets
+        site = review_dir(self.config)
+        return site / "figures" if site is not None else None
+
+    def _figure_paths(self, case: Case) -> dict[str, str]:
+        """Write the case's figures as files (for the review site); their paths relative to the
+        results JSON's folder. The report's asset writer finds them already there."""
+        folder = self._figure_dir()
         po = self._product_outcome(case)
-        if assets is None or po is None:
+        if folder is None or po is None or not po.figures:
             return {}
         from qa.render.report import asset_filename
         stem = "-".join(filter(None, (case.source, case.product)))
-        return {name: f"{assets.name}/{asset_filename(stem, name)}" for name in po.figures}
+        folder.mkdir(parents=True, exist_ok=True)
+        out = {}
+        for name, png in po.figures.items():
+            path = folder / asset_filename(stem, name)
+            path.write_bytes(png)
+            out[name] = self._relative_to_results(path)
+        return out
+
+    def _relative_to_results(self, path: Path) -> str:
+        """``path`` as the results JSON names files: relative to the JSON's folder."""
+        return Path(os.path.relpath(path.resolve(), self.results_path().resolve().parent)).as_posix()
+
+    def _publish_cspec(self, case: Case, rec: dict) -> None:
+        """Copy the remediated co-add (cspec) from the cache to ``<review>/products/``; the record
+        then names it relative to the results JSON (no path into the cache)."""
+        rem, site = rec.get("remediation"), review_dir(self.config)
+        if not rem or not rem.get("cspec"):
+            return
+        source = Path(self.options.cache_dir) / rem["cspec"]
+        if site is None or not source.is_file():
+            rem["cspec"] = ""
+            return
+        from qa.results import file_safe
+        target = site / "products" / file_safe(case.product) / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        rem["cspec"] = self._relative_to_results(target)
 
     @pytest.hookimpl(optionalhook=True, trylast=True)
     def pytest_html_results_table_row(self, report, cells) -> None:
@@ -458,6 +536,11 @@ class QAPlugin:
     def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
         if self.summary is not None:
             from qa.render import report
+            site, html = review_dir(self.config), self.config.getoption("htmlpath", None)
+            if site is not None and html:
+                index = os.path.relpath((site / "index.html").resolve(), Path(html).resolve().parent)
+                prefix.append(f'<p class="hqa-review"><a href="{escape(Path(index).as_posix())}">'
+                              "Review site: lost exposures by program, a page per product</a></p>")
             prefix.append(report.summary_html(self.summary))
 
     @pytest.hookimpl(tryfirst=True)
@@ -478,6 +561,9 @@ class QAPlugin:
                                 results=self.results, created=self.created,
                                 interrupted=interrupted)
         report.write_results_json(self.results_path(), self.summary)
+        if self.config.pluginmanager.hasplugin("html") and self.config.getoption("htmlpath", None):
+            from qa.render.html_table import sort_rows
+            sort_rows(self.config)      # before pytest-html writes: programs do not interleave
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.summary is None:
@@ -487,3 +573,25 @@ class QAPlugin:
         terminalreporter.write_sep("=", "hasp-qa summary")
         terminalreporter.write_line(printable(render_summary(self.summary), keep="\n"))
         terminalreporter.write_line(f"results JSON: {self.results_path()}")
+        if self.site_index is not None:
+            terminalreporter.write_line(f"review site: {self.site_index}")
+
+
+class ReviewSiteWriter:
+    """Writes the review site after every plugin's ``pytest_sessionfinish`` (QAPlugin's own runs
+    first, to write the results JSON; other plugins may add to it)."""
+
+    def __init__(self, plugin: "QAPlugin") -> None:
+        self.plugin = plugin
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """The review site, from the results JSON as written last (with the history's changes
+        when the nightly plugin added them), once every other plugin has finished."""
+        site = review_dir(self.plugin.config)
+        if site is None or self.plugin.summary is None or not self.plugin.results_path().is_file():
+            return
+        from qa.render.report import load_results_json
+        from qa.render.review_site import write_site
+        path = self.plugin.results_path()
+        self.plugin.site_index = write_site(load_results_json(path), path, site)

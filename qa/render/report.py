@@ -37,7 +37,7 @@ from qa.render.plots import FIGURE_NAMES
 from qa.results import CheckResult, Remediation, file_safe, rootname_of
 
 FIGURE_CAPTIONS = {
-    "inputs_vs_coadd": "Input exposures (good pixels) and the co-add; rejected files drawn as crosses.",
+    "inputs_vs_coadd": "Input exposures (good pixels) and the co-add; rejected files drawn with open markers.",
     "row_statistics": "HASP's flux-filter statistic per row; files with a row below the threshold "
                       "are rejected.",
     "scaled_inputs": "Inputs scaled to the reference median flux, and the co-add made from them.",
