@@ -250,3 +250,13 @@ def test_demo_run_writes_the_review_site(tmp_path, browser):
     ids = [k for k, _r, _l in logs]
     programs = [re.search(r"\[([^-:\]]+)", k).group(1) for k in ids]
     assert programs == sorted(programs, key=lambda p: (len(p), p)), "rows grouped by program"
+
+
+def test_changed_means_a_change_a_reviewer_acts_on():
+    change = lambda pid, kind, detail="": {"pid": pid, "kind": kind, "detail": detail}  # noqa: E731
+    changes = [change("a", "still passing"), change("b", "still failing"), change("c", "new product"),
+               change("d", "input set changed", "re-archived o5jy03030"), change("e", "fixed")]
+    first = site.history_changes({"history": {"previous_runs": [], "changes": changes}})
+    assert first == {"d": "input set changed (re-archived o5jy03030)", "e": "fixed"}
+    later = site.history_changes({"history": {"previous_runs": [3], "changes": changes}})
+    assert set(later) == {"c", "d", "e"}

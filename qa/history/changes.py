@@ -27,6 +27,8 @@ from qa.history.record import FAILING, CheckRecord, ProductRecord
 VERSIONED = ("hasp-qa", "hasp", "numpy", "astropy", "astroquery", "engine")
 KINDS = ("new failure", "verdict changed", "input set changed", "new product", "fixed",
          "still failing", "still passing")
+# Kinds that are no change: counted, not listed one by one to a reviewer.
+STEADY = ("still failing", "still passing")
 
 
 @dataclass

@@ -35,6 +35,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from qa.history.changes import STEADY
 from qa.results import file_safe, rootname_of
 
 # Header keywords a reviewer checks for each input (primary or SCI header values).
@@ -192,9 +193,16 @@ def lost_exposures(record: Mapping) -> list[LostExposure]:
 
 
 def history_changes(doc: Mapping) -> dict[str, str]:
-    """Product id -> what changed since the last run (the nightly history's ``changes``)."""
+    """Product id -> what changed since the last run (the nightly history's ``changes``).
+
+    Steady verdicts are not changes, and neither is a product on a store's first run.
+    """
+    history = doc.get("history") or {}
     out: dict[str, list[str]] = defaultdict(list)
-    for c in (doc.get("history") or {}).get("changes") or []:
+    for c in history.get("changes") or []:
+        if c.get("kind") in STEADY or \
+                (c.get("kind") == "new product" and not history.get("previous_runs")):
+            continue
         text = f"{c.get('kind', 'changed')}" + (f" ({c['detail']})" if c.get("detail") else "")
         if text not in out[c.get("pid", "")]:
             out[c.get("pid", "")].append(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
+from qa.history.changes import STEADY
 from qa.results import rootname_of
 
 
@@ -56,8 +57,6 @@ def render_summary(results_doc: dict) -> str:
     return "\n".join(lines)
 
 
-QUIET_CHANGES = ("still passing", "still failing")
-
 
 def render_changes(history: dict) -> str:
     """What changed since the previous runs (the ``history`` part of the results JSON)."""
@@ -77,7 +76,7 @@ def render_changes(history: dict) -> str:
     # Listed one by one: what a reviewer acts on; steady verdicts and new passing products
     # are in the tally only (a first run would otherwise list every case).
     for c in history["changes"]:
-        if c["kind"] in QUIET_CHANGES or (c["kind"] == "new product" and not c["alert"]):
+        if c["kind"] in STEADY or (c["kind"] == "new product" and not c["alert"]):
             continue
         flag = "  [new]" if c["alert"] else ""
         lines.append(f"  {c['kind'].upper():<18} {c['case_id']} ({c['check']}): {c['detail']}{flag}")
