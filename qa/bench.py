@@ -96,7 +96,7 @@ def run_case(name: str, files: list[Path], repeat: int, with_reference: bool) ->
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["figures"], ["report"]):
-        from qa.render.bench import main as report_bench   # the report side's benchmarks
+        from qa.render.bench import main as report_bench  # the report side's benchmarks
         return report_bench(argv)
     parser = argparse.ArgumentParser(prog="python -m qa.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timing runs of the native engine "

@@ -587,8 +587,8 @@ def _finish_product(job: Job, plan: ProductPlan, po: ProductOutcome, product: Pr
         fixed = None
         rule = _remediation_rule(job.params, fp, po)
         if rule is not None:
-            from qa.remediate import remediate
             from qa.engine.native import load_datasets
+            from qa.remediate import remediate
             relative = Path("remediated") / key[:16] / file_safe(f"{po.key}-{fp.label()}")
             datasets, errors = load_datasets([d.path for d in plan.datasets])
             if errors:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,21 @@ def derive_copy(src: Path, dest_dir: Path, rootname: str, *, flux_scale: float =
             hdu.header[key] = value
     out.writeto(dest)
     return dest
+
+
+def derive_visit(real_dir: Path, dest: Path, scales=(1.0, 0.9, 0.75), *, e230m: bool = True) -> Path:
+    """A program directory as the tests use it: one E140M visit of copies of o4vt02040
+    (o5jy03010, 020, 030 at ``scales``, the faintest rejected by default) and, with
+    ``e230m``, the real E230M file o3zx02070."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for root, scale in zip(("o5jy03010", "o5jy03020", "o5jy03030"), scales):
+        derive_copy(real_dir / "o4vt02040_x1d.fits", dest, root, flux_scale=scale)
+    if e230m:
+        shutil.copy(real_dir / "o3zx02070_x1d.fits", dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def data_dir(real_dir: Path, tmp_path_factory) -> Path:
+    """Program 8016 of :func:`derive_visit`, shared by a test module."""
+    return derive_visit(real_dir, tmp_path_factory.mktemp("data") / "8016")

@@ -18,23 +18,11 @@ from distributed import Client
 
 from qa.archive.mast_server import MastServer
 
-from .conftest import derive_copy
 from .dask_cluster import DaskCluster
 from .test_plugin import EXPECTED_FAILED, qa
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("created", "finished")
-
-
-@pytest.fixture(scope="module")
-def data_dir(real_dir, tmp_path_factory):
-    """One E140M visit of three copies (the faintest rejected) and one E230M file."""
-    d = tmp_path_factory.mktemp("data") / "8016"
-    d.mkdir()
-    for root, scale in (("o5jy03010", 1.0), ("o5jy03020", 0.9), ("o5jy03030", 0.75)):
-        derive_copy(real_dir / "o4vt02040_x1d.fits", d, root, flux_scale=scale)
-    shutil.copy(real_dir / "o3zx02070_x1d.fits", d)
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from qa.history.store import (
     schema_version,
 )
 
-from .conftest import derive_copy
+from .conftest import derive_visit
 from .postgres import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,11 +162,7 @@ def _qa(tmp_path: Path, *args: str, **popen) -> subprocess.Popen:
 
 @pytest.fixture
 def data_dir(real_dir: Path, tmp_path: Path) -> Path:
-    d = tmp_path / "data" / "8016"
-    d.mkdir(parents=True)
-    for root, scale in (("o5jy03010", 1.0), ("o5jy03020", 0.9), ("o5jy03030", 0.75)):
-        derive_copy(real_dir / "o4vt02040_x1d.fits", d, root, flux_scale=scale)
-    return d
+    return derive_visit(real_dir, tmp_path / "data" / "8016", e230m=False)
 
 
 def test_sigkilled_run_is_incomplete_and_the_next_run_completes(

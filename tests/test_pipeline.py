@@ -18,7 +18,7 @@ from qa.pytest_plugin.plugin import PROJECT_CHECKS
 from qa.sources import Options, resolve_sources
 from qa.summary import run_in_process
 
-from .conftest import derive_copy
+from .conftest import derive_copy, derive_visit
 
 VISIT = "8016-G191B2B-STIS/E140M-visit03"
 PROGRAM = "8016-G191B2B-STIS/E140M-program"
@@ -27,12 +27,7 @@ E230M = "7096-BD+28D4211-STIS/E230M-visit02"
 
 @pytest.fixture
 def data_dir(real_dir, tmp_path) -> Path:
-    d = tmp_path / "data"
-    d.mkdir()
-    for root, scale in (("o5jy03010", 1.0), ("o5jy03020", 0.9), ("o5jy03030", 0.9)):
-        derive_copy(real_dir / "o4vt02040_x1d.fits", d, root, flux_scale=scale)
-    shutil.copy(real_dir / "o3zx02070_x1d.fits", d)
-    return d
+    return derive_visit(real_dir, tmp_path / "data", (1.0, 0.9, 0.9))
 
 
 def options(data_dir: Path, cache: Path, **kw) -> Options:

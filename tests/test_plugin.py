@@ -20,20 +20,9 @@ import pytest
 
 from qa.archive.mast_server import MastServer
 
-from .conftest import derive_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 VISIT = "8016-G191B2B-STIS/E140M-visit03"
-
-
-@pytest.fixture(scope="module")
-def data_dir(real_dir, tmp_path_factory):
-    d = tmp_path_factory.mktemp("data") / "8016"
-    d.mkdir()
-    for root, scale in (("o5jy03010", 1.0), ("o5jy03020", 0.9), ("o5jy03030", 0.75)):
-        derive_copy(real_dir / "o4vt02040_x1d.fits", d, root, flux_scale=scale)
-    shutil.copy(real_dir / "o3zx02070_x1d.fits", d)
-    return d
 
 
 def qa(tmp_path, *args, cwd=None):

@@ -462,6 +462,7 @@ class QAPlugin:
         site, html = review_dir(self.config), self.config.getoption("htmlpath", None)
         if site is not None and html and item.case.product and rep.outcome == "failed":
             from pytest_html import extras
+
             from qa.render.review_site import product_page
             page = os.path.relpath(product_page(site, item.case.product).resolve(),
                                    Path(html).resolve().parent)

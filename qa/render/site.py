@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 import matplotlib
+from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
 
 from qa import __version__
