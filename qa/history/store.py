@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -142,6 +144,10 @@ def display_name(target: str) -> str:
     return target
 
 
+# Seconds a SQLite connection waits for another process's lock.
+SQLITE_WAIT = 120.0
+
+
 def engine_for(target: str | Path) -> Engine:
     """An engine for a SQLite path / URL or a PostgreSQL URL."""
     target = str(target)
@@ -155,12 +161,12 @@ def engine_for(target: str | Path) -> Engine:
     else:
         path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 120})
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": SQLITE_WAIT})
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let the "begin" hook below issue BEGIN
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        _wal(dbapi_conn)  # readers never block the writer
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
@@ -169,6 +175,23 @@ def engine_for(target: str | Path) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _wal(dbapi_conn: sqlite3.Connection) -> None:
+    """Switch to WAL journaling, waiting for other processes that open the store at once.
+
+    The switch needs the database to itself, and SQLite can answer "locked" at once
+    instead of using the busy timeout; so it is retried here until ``SQLITE_WAIT``.
+    """
+    deadline = time.monotonic() + SQLITE_WAIT
+    while True:
+        try:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def migrate(engine: Engine, upto: int = SCHEMA_VERSION) -> int:
