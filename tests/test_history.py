@@ -290,3 +290,23 @@ def test_trend_site_escapes_names_from_files(tmp_path: Path) -> None:
         assert 'href="program-8016.html"' in index.read_text()
     finally:
         store.close()
+
+
+def test_terminal_and_report_list_only_changes_to_act_on() -> None:
+    from qa.render.report import changes_html
+    from qa.render.terminal import render_changes
+
+    def change(case_id: str, kind: str, before: str | None, after: str, alert: bool) -> dict:
+        return {"pid": case_id, "program": "8016", "check": "rejection", "case_id": case_id,
+                "kind": kind, "before": before, "after": after, "previous_run": None,
+                "detail": after, "alert": alert}
+    history = {"run": 1, "store": "h.sqlite", "previous_runs": [], "window": None,
+               "fail_on": "any", "alerts": 1, "tally": {"new product": 2, "still passing": 1},
+               "changes": [change("P-pass", "new product", None, "passed", False),
+                           change("P-fail", "new product", None, "failed", True),
+                           change("P-steady", "still passing", "passed", "passed", False)]}
+    text, page = render_changes(history), changes_html(history)
+    for out in (text, page):
+        assert "P-fail" in out and "P-pass" not in out and "P-steady" not in out
+        assert "2 new product" in out.replace("<b>", "").replace("</b>", "")
+    assert "None" not in page

@@ -18,6 +18,7 @@ changed inputs or parameters) and any verdict that changed with the same inputs.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +30,16 @@ KINDS = ("new failure", "verdict changed", "input set changed", "new product", "
          "still failing", "still passing")
 # Kinds that are no change: counted, not listed one by one to a reviewer.
 STEADY = ("still failing", "still passing")
+
+
+def listed(change: Mapping[str, Any]) -> bool:
+    """Whether a reviewer is shown this change one by one; the tally counts the rest.
+
+    Steady verdicts and new products that pass are only counted: a first run would
+    otherwise list every case.
+    """
+    return change["kind"] not in STEADY and \
+        not (change["kind"] == "new product" and not change["alert"])
 
 
 @dataclass

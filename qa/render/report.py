@@ -33,6 +33,7 @@ from typing import Any
 
 from pytest_html import extras
 
+from qa.history.changes import listed
 from qa.render.plots import FIGURE_NAMES
 from qa.results import CheckResult, Remediation, file_safe, rootname_of
 
@@ -386,8 +387,8 @@ def changes_html(history: Mapping) -> str:
                                     f"{escape(k)}</span>" for k, n in history["tally"].items())
                           or "no checks") + "</p>")
     rows = [(escape(c["kind"]), escape(c["case_id"]), escape(c["check"]),
-             escape(str(c["before"])), escape(c["after"]), escape(c["detail"]),
-             "new" if c["alert"] else "") for c in history["changes"]]
+             escape(c["before"] or "-"), escape(c["after"]), escape(c["detail"]),
+             "new" if c["alert"] else "") for c in filter(listed, history["changes"])]
     if rows:
         parts.append(table_html(rows, header=["change", "case", "check", "before", "now",
                                               "detail", "alert"]))

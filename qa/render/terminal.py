@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from qa.history.changes import STEADY
+from qa.history.changes import listed
 from qa.results import rootname_of
 
 
@@ -73,11 +73,7 @@ def render_changes(history: dict) -> str:
                  + (f"run(s) {', '.join(map(str, previous))}" if previous else "no earlier run"))
     tally = history["tally"]
     lines.append("changes: " + (", ".join(f"{n} {k}" for k, n in tally.items()) or "none"))
-    # Listed one by one: what a reviewer acts on; steady verdicts and new passing products
-    # are in the tally only (a first run would otherwise list every case).
-    for c in history["changes"]:
-        if c["kind"] in STEADY or (c["kind"] == "new product" and not c["alert"]):
-            continue
+    for c in filter(listed, history["changes"]):
         flag = "  [new]" if c["alert"] else ""
         lines.append(f"  {c['kind'].upper():<18} {c['case_id']} ({c['check']}): {c['detail']}{flag}")
     if history["fail_on"] == "new":
