@@ -20,7 +20,6 @@ import pytest
 
 from qa.archive.mast_server import MastServer
 
-
 ROOT = Path(__file__).resolve().parents[1]
 VISIT = "8016-G191B2B-STIS/E140M-visit03"
 
