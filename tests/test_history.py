@@ -310,3 +310,19 @@ def test_terminal_and_report_list_only_changes_to_act_on() -> None:
         assert "P-fail" in out and "P-pass" not in out and "P-steady" not in out
         assert "2 new product" in out.replace("<b>", "").replace("</b>", "")
     assert "None" not in page
+
+
+def test_terminal_shows_alerts_first_and_at_most_a_screenful() -> None:
+    from qa.render.terminal import CHANGE_LINES, render_changes
+
+    def change(i: int, alert: bool) -> dict:
+        return {"pid": f"P{i}", "program": "8016", "check": "rejection", "case_id": f"P{i}",
+                "kind": "new failure" if alert else "fixed", "before": "passed",
+                "after": "failed" if alert else "passed", "previous_run": 1, "detail": "",
+                "alert": alert}
+    changes = [change(i, alert=i >= 25) for i in range(30)]
+    text = render_changes({"run": 2, "store": "h.sqlite", "previous_runs": [1], "window": None,
+                           "fail_on": "any", "alerts": 5, "tally": {}, "changes": changes})
+    rows = [line for line in text.splitlines() if line.startswith("  ") and "(rejection)" in line]
+    assert len(rows) == CHANGE_LINES and all("[new]" in r for r in rows[:5])
+    assert f"... and {30 - CHANGE_LINES} more" in text

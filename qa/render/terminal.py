@@ -58,6 +58,9 @@ def render_summary(results_doc: dict) -> str:
 
 
 
+CHANGE_LINES = 20
+
+
 def render_changes(history: dict) -> str:
     """What changed since the previous runs (the ``history`` part of the results JSON)."""
     lines = []
@@ -73,9 +76,13 @@ def render_changes(history: dict) -> str:
                  + (f"run(s) {', '.join(map(str, previous))}" if previous else "no earlier run"))
     tally = history["tally"]
     lines.append("changes: " + (", ".join(f"{n} {k}" for k, n in tally.items()) or "none"))
-    for c in filter(listed, history["changes"]):
+    # Alerts first; a terminal shows the first CHANGE_LINES, the report and results JSON all.
+    shown = sorted(filter(listed, history["changes"]), key=lambda c: not c["alert"])
+    for c in shown[:CHANGE_LINES]:
         flag = "  [new]" if c["alert"] else ""
         lines.append(f"  {c['kind'].upper():<18} {c['case_id']} ({c['check']}): {c['detail']}{flag}")
+    if len(shown) > CHANGE_LINES:
+        lines.append(f"  ... and {len(shown) - CHANGE_LINES} more (HTML report, results JSON)")
     if history["fail_on"] == "new":
         lines.append(f"--fail-on=new: {history['alerts']} new failure(s) or changed verdict(s)")
     return "\n".join(lines)
