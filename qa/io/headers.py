@@ -13,8 +13,8 @@ from typing import BinaryIO
 
 from qa.errors import InputError
 from qa.io import fitsio
-from qa.io.model import PRIMARY_KEYS, REQUIRED_PRIMARY_KEYS, REQUIRED_SCI_KEYS, SCI_KEYS, FileHeaders
-from qa.io.reader import INSTRUMENTS, check_header_types, not_a_regular_file
+from qa.io.model import REQUIRED_SCI_KEYS, SCI_KEYS, FileHeaders
+from qa.io.reader import check_header_types, not_a_regular_file, primary_values
 
 _END = b"END" + b" " * 77
 
@@ -86,15 +86,7 @@ def read_file_headers(path: str | Path) -> FileHeaders:
         headers = _astropy_headers(path)
     except (OSError, EOFError) as exc:
         raise InputError(path, f"cannot be read ({type(exc).__name__}: {exc})") from exc
-    primary_all = headers[0]
-    missing = [k for k in REQUIRED_PRIMARY_KEYS if k not in primary_all]
-    if missing:
-        raise InputError(path, f"primary header lacks keyword(s) {', '.join(missing)}")
-    primary = {k: primary_all[k] for k in PRIMARY_KEYS if k in primary_all}
-    check_header_types(path, "primary header", primary)
-    if str(primary["INSTRUME"]).upper() not in INSTRUMENTS:
-        raise InputError(path, f"unknown instrument INSTRUME = {primary['INSTRUME']!r} "
-                               f"(expected one of {', '.join(INSTRUMENTS)})")
+    primary = primary_values(path, headers[0])
     sci = []
     for h in headers[1:]:
         if h.get("EXTNAME") != "SCI":

@@ -176,18 +176,29 @@ def _describe_fits_failure(exc: Exception, caught: list) -> str:
     return f"corrupt or truncated FITS file ({type(exc).__name__}: {text})"
 
 
-def _build(path: Path, headers: list[Mapping], table: Callable[[int], np.ndarray]) -> Dataset:
-    """A Dataset from HDU headers (dict-like) and a function returning HDU ``i``'s table."""
-    header0 = headers[0]
+def primary_values(path: Path, header0: Mapping) -> dict:
+    """The primary-header values HASP reads, checked: required keys, types, instrument.
+
+    Raises
+    ------
+    InputError
+        A required keyword is missing or of the wrong type, or the instrument is unknown.
+    """
     missing = [k for k in REQUIRED_PRIMARY_KEYS if k not in header0]
     if missing:
         raise InputError(path, f"primary header lacks keyword(s) {', '.join(missing)}")
     primary = {k: header0[k] for k in PRIMARY_KEYS if k in header0}
     check_header_types(path, "primary header", primary)
-    instrument = str(primary["INSTRUME"]).upper()
-    if instrument not in INSTRUMENTS:
+    if str(primary["INSTRUME"]).upper() not in INSTRUMENTS:
         raise InputError(path, f"unknown instrument INSTRUME = {primary['INSTRUME']!r} "
                                f"(expected one of {', '.join(INSTRUMENTS)})")
+    return primary
+
+
+def _build(path: Path, headers: list[Mapping], table: Callable[[int], np.ndarray]) -> Dataset:
+    """A Dataset from HDU headers (dict-like) and a function returning HDU ``i``'s table."""
+    primary = primary_values(path, headers[0])
+    instrument = str(primary["INSTRUME"]).upper()
     dataset = Dataset(path=path, primary=primary)
     for index, header in enumerate(headers):
         if index and header.get("EXTNAME") == "SCI":
