@@ -54,9 +54,9 @@ QUIRKS = {
 class Rows:
     """All rows of a product's files in HASP's member order, as ``(nrows, npix)`` matrices.
 
-    Built once per product by stacking per-exposure matrices that are built once
-    per exposure (see :func:`exposure_pixels`); flux-filter iterations select
-    rows with a mask. Flagged pixels (``(DQ & SDQFLAGS) != 0``) hold ``-0.0`` in
+    Built once per run and setting (:func:`flatten_rows`), each exposure's
+    quantities computed once; a product's rows are a :meth:`subset` of these and
+    flux-filter iterations select rows with a mask. Flagged pixels (``(DQ & SDQFLAGS) != 0``) hold ``-0.0`` in
     the accumulated quantities, so that they change no sum, and are never tested.
     Per-pixel values keep the archive's dtypes.
     """
@@ -82,13 +82,33 @@ class Rows:
     net_counts: np.ndarray      # NET * EXPTIME
     variance: np.ndarray | None  # COS only
     sq_error_weight: np.ndarray | None  # STIS CCD only: (ERROR * weight) ** 2
-    # Output bin of every pixel for the last grid (lo, delta) used: removing a file
+    # Output bin of every pixel for the last grid (lo, delta, size) used: removing a file
     # rarely changes the grid, so later iterations reuse it.
     bins: dict = field(default_factory=dict, repr=False)
 
     @property
     def nrows(self) -> int:
         return len(self.row_exp)
+
+    def subset(self, files: list[int]) -> Rows:
+        """The rows of the files at positions ``files`` (numbered 0.. in the result).
+
+        Views when the files are consecutive, which a visit's are within its
+        program's files (both sorted by path); a copy otherwise.
+        """
+        files = np.asarray(files, dtype=np.intp)
+        if files.size and np.array_equal(files, np.arange(files[0], files[0] + files.size)):
+            lo, hi = np.searchsorted(self.row_file, [files[0], files[-1] + 1])
+            sel: slice | np.ndarray = slice(int(lo), int(hi))
+            row_exp = self.row_exp[sel]
+        else:
+            sel = np.flatnonzero(np.isin(self.row_file, files))
+            row_exp = [self.row_exp[r] for r in sel]
+        renumber = np.zeros(int(self.row_file.max(initial=-1)) + 1, dtype=np.intp)
+        renumber[files] = np.arange(files.size)
+        arrays = {k: (None if getattr(self, k) is None else getattr(self, k)[sel])
+                  for k in (*_MATRICES, *_ROW_FIELDS, "row_index", "row_exptime")}
+        return Rows(row_file=renumber[self.row_file[sel]], row_exp=row_exp, **arrays)
 
     def rows_of(self, files: np.ndarray) -> np.ndarray:
         """Boolean row mask of the files whose indices are in ``files``."""
@@ -131,6 +151,8 @@ def _stis_weights(exp: Exposure) -> np.ndarray:
 _SUMMED = ("exptime", "weight", "flux_weight", "gcounts", "net_counts", "variance", "sq_error_weight")
 _MATRICES = ("wavelength", "flux", "error", "testable", *_SUMMED)
 _ROW_FIELDS = ("row_min", "row_max", "row_maxdiff", "row_ngood", "row_good_min", "row_good_max")
+# Pixels beyond an exposure's width (a rare layout) are flagged and never tested.
+_PAD = {"testable": False, "flux": 0.0, "error": 0.0}
 
 
 # Distance (in float32 units in the last place) from a rounding midpoint within which
@@ -164,18 +186,7 @@ def scalar_square_float32(x: np.ndarray) -> np.ndarray:
 
 
 def exposure_pixels(exp: Exposure, instrument: str, detector: str) -> dict[str, np.ndarray | None]:
-    """Per-row and per-pixel quantities of one exposure, in the archive's arithmetic.
-
-    Computed once per exposure and setting, and kept in ``exp.derived``: the visit
-    and program products of a file share them.
-    """
-    key = ("coadd", instrument, detector)
-    if key not in exp.derived:
-        exp.derived[key] = _exposure_pixels(exp, instrument, detector)
-    return exp.derived[key]
-
-
-def _exposure_pixels(exp: Exposure, instrument: str, detector: str) -> dict[str, np.ndarray | None]:
+    """Per-row and per-pixel quantities of one exposure, in the archive's arithmetic."""
     good = good_pixel_mask(exp, instrument, detector)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if instrument == "COS":
@@ -219,56 +230,62 @@ def _exposure_pixels(exp: Exposure, instrument: str, detector: str) -> dict[str,
     return out
 
 
-def _padded(matrix: np.ndarray, width: int, name: str) -> np.ndarray:
-    """``matrix`` widened to ``width`` pixels with pixels that are flagged (a rare layout)."""
-    if matrix.shape[1] == width:
-        return matrix
-    fill = {"testable": False, "flux": 0.0, "error": 0.0}.get(name, -0.0)
-    out = np.full((matrix.shape[0], width), fill, dtype=matrix.dtype)
-    out[:, :matrix.shape[1]] = matrix
-    if name == "wavelength":  # any in-grid value: the pixel adds nothing
-        out[:, matrix.shape[1]:] = matrix[:, :1]
-    return out
-
-
 def flatten_rows(datasets: list[Dataset], instrument: str, detector: str,
                  drop_segments: tuple[str, ...] = ()) -> Rows:
     """Stack every row of every exposure of ``datasets`` in HASP's member order.
 
+    Each exposure's quantities are computed once and written straight into
+    matrices allocated for all rows. A run stacks the files of all products of
+    one setting together; each product takes its rows with :meth:`Rows.subset`
+    (views when its files are consecutive, as a visit's are within its program).
+
     Parameters
     ----------
     datasets : list of Dataset
-        Files of one product, in the order HASP imports them.
+        Files in the order HASP imports them.
     instrument, detector : str
         Select the weighting and error rules.
     drop_segments : tuple of str
         COS segments HASP leaves out for this setting (``BAD_SEGMENTS``).
     """
-    parts: dict[str, list] = {k: [] for k in (*_MATRICES, *_ROW_FIELDS)}
-    row_file, row_exp, row_index, row_exptime = [], [], [], []
+    layout = []  # (file index, exposure, rows kept)
     for ifile, ds in enumerate(datasets):
         for exp in ds.exposures:
-            px = exposure_pixels(exp, instrument, detector)
-            keep = np.array([lab not in drop_segments for lab in exp.row_labels], dtype=bool)
-            kept = np.nonzero(keep)[0]
-            rows = slice(None) if keep.all() else kept
-            for k in (*_MATRICES, *_ROW_FIELDS):
-                if px[k] is not None:
-                    parts[k].append(px[k][rows])
-            row_file += [ifile] * kept.size
-            row_exp += [exp] * kept.size
-            row_index += kept.tolist()
-            row_exptime += [exp.exptime] * kept.size
-    width = max((m.shape[1] for m in parts["wavelength"]), default=0)
-    flat = {}
-    for k, v in parts.items():
-        if k in _MATRICES:
-            flat[k] = np.concatenate([_padded(m, width, k) for m in v]) if v else None
-        else:
-            flat[k] = np.concatenate(v) if v else np.zeros(0)
-    return Rows(row_file=np.asarray(row_file, dtype=np.intp), row_exp=row_exp,
-                row_index=np.asarray(row_index, dtype=np.intp),
-                row_exptime=np.asarray(row_exptime, dtype=np.float64), **flat)
+            kept = np.array([i for i, lab in enumerate(exp.row_labels) if lab not in drop_segments],
+                            dtype=np.intp)
+            if kept.size:
+                layout.append((ifile, exp, kept))
+    nrows = sum(kept.size for _, _, kept in layout)
+    width = max((exp.wavelength.shape[1] for _, exp, _ in layout), default=0)
+    flat: dict[str, np.ndarray | None] = {k: None for k in (*_MATRICES, *_ROW_FIELDS)}
+    start = 0
+    for ifile, exp, kept in layout:
+        px = exposure_pixels(exp, instrument, detector)
+        sel = slice(None) if kept.size == exp.nrows else kept
+        stop = start + kept.size
+        for k, v in px.items():
+            if v is None:
+                continue
+            if flat[k] is None:
+                flat[k] = np.empty((nrows, width) if k in _MATRICES else nrows, dtype=v.dtype)
+            if k not in _MATRICES:
+                flat[k][start:stop] = v[sel]
+                continue
+            w = v.shape[1]
+            flat[k][start:stop, :w] = v[sel]
+            if w < width:  # a rare layout: pad with pixels that are flagged and in the grid
+                flat[k][start:stop, w:] = v[sel][:, :1] if k == "wavelength" else _PAD.get(k, -0.0)
+        start = stop
+    for k in _ROW_FIELDS:
+        if flat[k] is None:
+            flat[k] = np.zeros(0)
+    return Rows(row_file=np.repeat([f for f, _, _ in layout], [k.size for _, _, k in layout]).astype(np.intp),
+                row_exp=[exp for _, exp, kept in layout for _ in kept],
+                row_index=np.concatenate([kept for _, _, kept in layout]) if layout
+                else np.zeros(0, dtype=np.intp),
+                row_exptime=np.array([exp.exptime for _, exp, kept in layout for _ in kept],
+                                     dtype=np.float64),
+                **flat)
 
 
 def output_grid(rows: Rows, active: np.ndarray) -> tuple[np.ndarray, int, float]:
@@ -279,13 +296,25 @@ def output_grid(rows: Rows, active: np.ndarray) -> tuple[np.ndarray, int, float]
     return np.arange(lo, hi + delta, delta), lo, delta
 
 
-def bin_index(wavelength: np.ndarray, lo: float, delta: float) -> np.ndarray:
-    """Nearest output bin, rounding half to even like Python's ``round``."""
-    return np.rint((wavelength - lo) / delta).astype(np.intp)
+def bin_index(wavelength: np.ndarray, lo: float, delta: float, n: int) -> np.ndarray:
+    """Nearest of ``n`` output bins, rounding half to even like Python's ``round``.
+
+    Pixels beyond the grid (only of rows outside the co-add, or flagged) are
+    clipped into it: a flagged pixel adds -0.0 wherever it lands.
+    """
+    t = wavelength - lo
+    t /= delta
+    np.rint(t, out=t)
+    np.clip(t, 0, n - 1, out=t)
+    return t.astype(np.intp)
 
 
-def _select(matrix: np.ndarray, active: np.ndarray, every: bool) -> np.ndarray:
-    return matrix if every else matrix[active]
+def _selector(active: np.ndarray) -> slice | np.ndarray:
+    """Rows of ``active`` as a slice (a view of every matrix) when they are consecutive."""
+    at = np.flatnonzero(active)
+    if at.size and at[-1] - at[0] + 1 == at.size:
+        return slice(int(at[0]), int(at[-1]) + 1)
+    return at
 
 
 def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coadd | None:
@@ -295,21 +324,15 @@ def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coa
         return _coadd_single_ccd(rows, active)
     grid, lo, delta = output_grid(rows, active)
     n = grid.size
-    every = bool(active.all())
-    if (lo, delta) not in rows.bins:
-        idx = bin_index(rows.wavelength, lo, delta)
-        # A flagged pixel adds -0.0 wherever it lands; keep it inside the grid.
-        idx[(idx < 0) | (idx >= n)] = 0
-        rows.bins = {(lo, delta): idx}
-    idx = _select(rows.bins[(lo, delta)], active, every)
-    ngood = int(rows.row_ngood[active].sum())
-    if ngood and idx.max() >= n:
-        raise ValueError("pixel falls beyond HASP's output grid")
-    flat_idx = idx.ravel()
+    if (lo, delta, n) not in rows.bins:
+        rows.bins = {(lo, delta, n): bin_index(rows.wavelength, lo, delta, n)}
+    sel = _selector(active)
+    idx = rows.bins[(lo, delta, n)][sel]
+    flat_idx = idx.reshape(-1)
 
     def acc(values: np.ndarray) -> np.ndarray:
         # bincount adds in pixel order, as ullyses' loop does.
-        return np.bincount(flat_idx, weights=_select(values, active, every).ravel(), minlength=n)
+        return np.bincount(flat_idx, weights=values[sel].reshape(-1), minlength=n)
 
     exptime = acc(rows.exptime)
     if not (exptime > 0).any():
@@ -371,47 +394,47 @@ def row_statistics(rows: Rows, active: np.ndarray, co: Coadd, snrmax: float) -> 
     if active.sum() == 1:
         # "single-row" quirk: never tested, statistic 0.
         return RowStatistics(n=n, median_deviation=median, scaled_median=median.copy())
-    every = bool(active.all())
+    sel = _selector(active)
     idx = co.idx
-    flux = _select(rows.flux, active, every)
-    error = _select(rows.error, active, every)
+    flux = rows.flux[sel]
     # A row's pixel in a bin only its own exposure covers is skipped.
-    qualifies = _select(rows.testable, active, every) & (
-        rows.row_exptime[active][:, None] != co.eff_exptime[idx])
+    qualifies = np.take(co.eff_exptime, idx) != rows.row_exptime[sel][:, None]
+    qualifies &= rows.testable[sel]
     # flux / snrmax and Python's max() with ERROR happen in float32 in the archive code.
     # Python's max(error, min_error) keeps error unless min_error is larger; fmax does
     # the same for every value a tested pixel can hold (ERROR is finite, FLUX may not be).
-    denom = np.fmax(error, flux / float(snrmax))
+    denom = np.fmax(rows.error[sel], flux / np.float32(snrmax))
     with np.errstate(divide="ignore", invalid="ignore"):
-        dev = flux.astype(np.float64)
-        dev -= co.flux[idx]
+        dev = np.subtract(flux, np.take(co.flux, idx), dtype=np.float64)
         dev /= denom
     # Like HASP's zero-initialised deviation array: a pixel that does not qualify
     # has deviation 0, and zeros are left out of the median.
-    dev[~qualifies] = 0.0
-    n[active] = qualifies.sum(axis=1)
-    median[active] = row_medians(dev)
+    n[active] = np.count_nonzero(qualifies, axis=1)
+    qualifies &= dev != 0.0
+    median[active] = row_medians(dev, qualifies)
     return RowStatistics(n=n, median_deviation=median, scaled_median=median * np.sqrt(n))
 
 
-def row_medians(dev: np.ndarray) -> np.ndarray:
-    """``np.median`` of each row's non-zero values, for all rows in one sort (0 if none).
+def row_medians(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``np.median`` of each row's ``valid`` values, for all rows in one sort (0 if none).
 
-    Zeros are replaced by ``+inf`` and every row sorted in one call; each median
-    is then picked as ``np.median`` computes it (the middle element, or the mean
-    of the two middle ones), so the result is bit-identical to ``np.median`` per
-    row. A row holding NaN has a NaN median, as with ``np.median``. ``dev`` is
+    Invalid entries are replaced by ``+inf`` and every row sorted in one call;
+    each median is then picked as ``np.median`` computes it (the middle element,
+    or the mean of the two middle ones), so the result is bit-identical to
+    ``np.median`` per row. A row with a valid NaN has a NaN median, as with
+    ``np.median`` (sorting puts NaN last, after the infinities). ``values`` is
     overwritten.
     """
-    valid = dev != 0.0
-    count = valid.sum(axis=1)
-    has_nan = np.isnan(dev).any(axis=1)
-    dev[~valid] = np.inf
-    dev.sort(axis=1)
-    lines = np.arange(dev.shape[0])
-    lower = dev[lines, np.maximum(count - 1, 0) // 2]
-    upper = dev[lines, np.minimum(count // 2, dev.shape[1] - 1)]
+    nrows, width = values.shape
+    if width == 0:
+        return np.zeros(nrows)
+    count = np.count_nonzero(valid, axis=1)
+    np.copyto(values, np.inf, where=~valid)
+    values.sort(axis=1)
+    lines = np.arange(nrows)
+    lower = values[lines, np.maximum(count - 1, 0) // 2]
+    upper = values[lines, np.minimum(count // 2, width - 1)]
     median = np.where(count % 2 == 1, lower, (lower + upper) / 2.0)
     median[count == 0] = 0.0
-    median[has_nan] = np.nan
+    median[np.isnan(values[:, -1])] = np.nan
     return median

@@ -73,11 +73,51 @@ def run(inputs: str | Path | list, *, threshold: float = -50.0, snrmax: float = 
     result.log += [f"File {k.file} removed from products because {k.reason}" for k in dropped]
     plans = plan_products(kept, cross_program=cross_program,
                           moving_target_filter="MOVINGTARGET" in filters)
+    plans = [p for p in plans if products is None or plan_key(p) in products]
+    pool = RowsPool(plans)
     for plan in plans:
-        if products is not None and plan_key(plan) not in products:
-            continue
-        result.products.append(run_product(plan, float(threshold), float(snrmax), result.log))
+        result.products.append(run_product(plan, float(threshold), float(snrmax), result.log,
+                                           pool.rows(plan)))
     return result
+
+
+class RowsPool:
+    """The rows of a run's products, each exposure's quantities computed once.
+
+    The files of all products of one setting (mode and target) are stacked
+    together (:func:`~qa.engine.coadd.flatten_rows`); a product takes its rows
+    from that stack, as views when its files are consecutive there (a visit's
+    within its program's).
+    """
+
+    def __init__(self, plans: list[ProductPlan]) -> None:
+        self._plans = plans
+        self._stacks: dict[tuple, tuple[Rows | None, dict[int, int]]] = {}
+
+    @staticmethod
+    def _setting(plan: ProductPlan) -> tuple:
+        return plan.instrument, plan.grating, plan.detector, plan.target
+
+    def rows(self, plan: ProductPlan) -> Rows:
+        """``plan``'s rows in its member order."""
+        key = self._setting(plan)
+        if key not in self._stacks:
+            members = {id(d): d for p in self._plans if self._setting(p) == key for d in p.datasets}
+            files = sorted(members.values(), key=lambda d: str(d.path))
+            try:
+                stack = flatten_rows(files, plan.instrument, plan.detector, _dropped(plan))
+            except Exception:  # noqa: BLE001 - each product then stacks its own files and reports its own error
+                stack = None
+            self._stacks[key] = stack, {id(d): i for i, d in enumerate(files)}
+        stack, position = self._stacks[key]
+        at = [position[id(d)] for d in plan.datasets]
+        if stack is None or at != sorted(at):
+            return flatten_rows(plan.datasets, plan.instrument, plan.detector, _dropped(plan))
+        return stack.subset(at)
+
+
+def _dropped(plan: ProductPlan) -> tuple[str, ...]:
+    return BAD_SEGMENTS.get(f"{plan.instrument}/{plan.grating}", ())
 
 
 def plan_key(plan: ProductPlan) -> str:
@@ -101,10 +141,15 @@ def dead_extensions(rows: Rows, names: list[str]) -> list[str]:
             for (name, ext), ok in alive.items() if not ok]
 
 
-def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[str]) -> Product:
-    """Co-add one product, culling files with HASP's flux filter until none is removed."""
-    drop = BAD_SEGMENTS.get(f"{plan.instrument}/{plan.grating}", ())
-    rows = flatten_rows(plan.datasets, plan.instrument, plan.detector, drop)
+def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[str],
+                rows: Rows | None = None) -> Product:
+    """Co-add one product, culling files with HASP's flux filter until none is removed.
+
+    ``rows`` are the plan's rows when a :class:`RowsPool` holds them; by default
+    they are stacked here.
+    """
+    if rows is None:
+        rows = flatten_rows(plan.datasets, plan.instrument, plan.detector, _dropped(plan))
     names = [d.name for d in plan.datasets]
     keep = np.arange(len(plan.datasets))
     product = Product(level=plan.level, program=plan.program, visit=plan.visit,
@@ -124,14 +169,16 @@ def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[st
             log.append(f"{product.key}: no good data, skipping")
             break
         stats = row_statistics(rows, active, co, snrmax)
-        for r in np.flatnonzero(active):
-            exp = rows.row_exp[r]
-            product.row_stats.append(RowStat(
-                file=names[rows.row_file[r]], extver=exp.extver,
-                row=exp.row_labels[rows.row_index[r]], iteration=iteration, n=int(stats.n[r]),
-                median_deviation=float(stats.median_deviation[r]),
-                scaled_median=float(stats.scaled_median[r]),
-                wave_min=float(rows.row_good_min[r]), wave_max=float(rows.row_good_max[r])))
+        at = np.flatnonzero(active)
+        # Plain Python values first: one RowStat per row and iteration adds up at archive scale.
+        product.row_stats += [
+            RowStat(file=names[f], extver=exp.extver, row=exp.row_labels[i], iteration=iteration,
+                    n=n, median_deviation=med, scaled_median=scaled, wave_min=lo, wave_max=hi)
+            for f, exp, i, n, med, scaled, lo, hi in zip(
+                rows.row_file[at].tolist(), [rows.row_exp[r] for r in at], rows.row_index[at].tolist(),
+                stats.n[at].tolist(), stats.median_deviation[at].tolist(),
+                stats.scaled_median[at].tolist(), rows.row_good_min[at].tolist(),
+                rows.row_good_max[at].tolist())]
         bad = np.flatnonzero(active & (stats.scaled_median < threshold))
         if not bad.size:
             break

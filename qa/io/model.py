@@ -51,9 +51,6 @@ class Exposure:
     net: np.ndarray
     dq: np.ndarray
     variance: np.ndarray | None = None  # COS: VARIANCE_COUNTS + _BKG + _FLAT
-    # Derived per-pixel arrays an engine computed for this exposure (qa.engine.coadd),
-    # kept so that visit and program products share them; released with the exposure.
-    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def exptime(self) -> float:

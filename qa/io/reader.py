@@ -286,16 +286,18 @@ def validate_dataset(dataset: Dataset) -> None:
     for exp in dataset.exposures:
         good = good_pixel_mask(exp, dataset.instrument, dataset.detector)
         where = f"SCI extension {exp.extver}"
-        if good.any() and not exp.flux[good].any():
+        if good.any() and not (good & (exp.flux != 0)).any():
             # HASP weights by EXPTIME * NET / FLUX: zero flux makes every weight of the
             # exposure infinite or NaN, and the archive code then fails on the whole product.
             raise InputError(dataset.path, f"{where}: FLUX is zero in every good pixel (HASP's "
                                            "weight EXPTIME * NET / FLUX is undefined)")
         for name in ("wavelength", "flux", "error", "net"):
-            values = getattr(exp, name)[good]
-            bad = ~np.isfinite(values)
+            values = getattr(exp, name)
+            if np.isfinite(values).all():  # the usual case, without masking
+                continue
+            bad = ~np.isfinite(values) & good
             if bad.any():
-                rows = np.unique(np.nonzero(~np.isfinite(getattr(exp, name)) & good)[0])
+                rows = np.unique(np.nonzero(bad)[0])
                 labels = ", ".join(exp.row_labels[r] for r in rows[:5])
                 raise InputError(dataset.path, f"{where}: {int(bad.sum())} NaN/infinite {name.upper()} "
                                                f"value(s) in good pixels ({labels})")
