@@ -112,23 +112,22 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
     """Write ``ds`` with FLUX and ERROR of each SCI extension scaled; returns the new path."""
     outdir.mkdir(parents=True, exist_ok=True)
     dest = outdir / ds.name
-    with fits.open(ds.path, mode="readonly", memmap=False) as hdul:
-        out = fits.HDUList([h.copy() for h in hdul])
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    sci = [h for h in out[1:] if h.header.get("EXTNAME") == "SCI"]
-    for hdu in sci:
-        factor = factors[exposure_key(ds, int(hdu.header.get("EXTVER", 1)))]
-        hdu.data["FLUX"] = hdu.data["FLUX"] * np.float32(factor)
-        hdu.data["ERROR"] = hdu.data["ERROR"] * np.float32(factor)
-        hdu.header["SCALEFAC"] = (factor, "hasp-qa: FLUX and ERROR multiplied by this")
-    primary = out[0].header
-    # Keywords, not HISTORY text, so that provenance survives FITS line wrapping; long
-    # values (CONTINUE cards) get no comment because astropy would truncate it.
-    primary["QASRC"] = fits_text(str(ds.path.resolve()))   # the file these data were scaled from
-    primary["QASRCSHA"] = _sha256(ds.path)                 # its sha256
-    primary["QAREF"] = fits_text(note)                     # the scaling reference
-    primary["HISTORY"] = f"hasp-qa {__version__} {stamp}: FLUX and ERROR scaled by SCALEFAC"
-    out.writeto(dest, overwrite=True)
+    # memmap=False reads the data into memory: scaling it in place leaves the input untouched.
+    with fits.open(ds.path, mode="readonly", memmap=False) as out:
+        for hdu in (h for h in out[1:] if h.header.get("EXTNAME") == "SCI"):
+            factor = factors[exposure_key(ds, int(hdu.header.get("EXTVER", 1)))]
+            hdu.data["FLUX"] *= np.float32(factor)
+            hdu.data["ERROR"] *= np.float32(factor)
+            hdu.header["SCALEFAC"] = (factor, "hasp-qa: FLUX and ERROR multiplied by this")
+        primary = out[0].header
+        # Keywords, not HISTORY text, so that provenance survives FITS line wrapping; long
+        # values (CONTINUE cards) get no comment because astropy would truncate it.
+        primary["QASRC"] = fits_text(str(ds.path.resolve()))   # the file these data were scaled from
+        primary["QASRCSHA"] = _sha256(ds.path)                 # its sha256
+        primary["QAREF"] = fits_text(note)                     # the scaling reference
+        primary["HISTORY"] = f"hasp-qa {__version__} {stamp}: FLUX and ERROR scaled by SCALEFAC"
+        out.writeto(dest, overwrite=True)
     return dest
 
 

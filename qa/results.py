@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+# The diagnostic figures of a product (qa.render.plots), in the order they are shown.
+FIGURE_NAMES = ("inputs_vs_coadd", "row_statistics", "scaled_inputs", "snr_gain")
+
 
 @dataclass
 class RowStat:

@@ -4,7 +4,8 @@
 
 * ``memory``  -- peak RSS of a 40- and a 160-product run (generated COS programs,
   3 exposures each, a quarter with a dim exposure that gets remediated) and their ratio;
-* ``xdist``   -- wall time of a 50-product run serial and with ``-n 2`` (cold caches);
+* ``xdist``   -- wall time of a 50-product run serial and with ``-n 2`` (cold caches),
+  without and with an HTML report (figures), and of a run with no tests (xdist's own cost);
 * ``scale``   -- results JSON size, peak RSS and time of a run over 1,500 small
   exposures (STIS G140L, 500 programs);
 * ``collect`` -- ``pytest --demo --collect-only`` against the full demo run.
@@ -97,12 +98,31 @@ def bench_xdist(tmp: Path) -> list[dict]:
     data = tmp / "data"
     files = generate(data, 25)
     lines = []
-    for label, extra in (("serial", ()), ("-n 2", ("-n", "2"))):
-        work = tmp / label.replace(" ", "")
-        work.mkdir()
-        lines.append({"case": "xdist", "mode": label, "files": files, **run_pytest(data, work, *extra)})
-    lines.append({"case": "xdist", "serial_over_n2": round(lines[0]["seconds"] / lines[1]["seconds"], 3)})
+    for report in (False, True):
+        # The report run draws every product's figures (50 products: --figures=auto is "all").
+        extra = ("--html=report.html", "--self-contained-html") if report else ()
+        pair = []
+        for label, workers in (("serial", ()), ("-n 2", ("-n", "2"))):
+            work = tmp / f"{label.replace(' ', '')}-{int(report)}"
+            work.mkdir()
+            pair.append({"case": "xdist", "mode": label, "report": report, "files": files,
+                         **run_pytest(data, work, *workers, *extra)})
+        lines += pair + [{"case": "xdist", "report": report,
+                          "serial_over_n2": round(pair[0]["seconds"] / pair[1]["seconds"], 3)}]
+    # xdist's own fixed cost: starting and stopping two workers in a run with nothing to do.
+    empty = tmp / "empty"
+    empty.mkdir()
+    fixed = [_bare_pytest(empty, *w) for w in ((), ("-n", "2"))]
+    lines.append({"case": "xdist", "mode": "no tests", "serial_s": fixed[0], "n2_s": fixed[1]})
     return lines
+
+
+def _bare_pytest(workdir: Path, *extra: str) -> float:
+    """Seconds of a pytest run that collects nothing (exit code 5)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra],
+                   capture_output=True, cwd=workdir)
+    return round(time.perf_counter() - t0, 2)
 
 
 def bench_scale(tmp: Path) -> list[dict]:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
 
 from qa.errors import InputError
 from qa.io import fitsio
@@ -151,6 +150,8 @@ def read_dataset_astropy(path: str | Path) -> Dataset:
     problem = not_a_regular_file(path)
     if problem:
         raise InputError(path, problem)
+    from astropy.io import fits  # only for layouts the native reader does not take (0.3 s import)
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -449,7 +449,7 @@ class QAPlugin:
             # The message, not pytest's traceback of the setup machinery.
             rep.longrepr = item.repr_failure(call.excinfo)
         result = getattr(item, "result", None)
-        if result is None or not self.config.pluginmanager.hasplugin("html") or \
+        if result is None or not self._html_report() or \
                 not (rep.when == "call" or (rep.when == "setup" and rep.failed)):
             return
         from qa.render import report
@@ -472,6 +472,10 @@ class QAPlugin:
     def pytest_html_results_table_html(self, report, data) -> None:
         from qa.render.html_table import skip_log
         skip_log(report, data)
+
+    def _html_report(self) -> bool:
+        """pytest-html writes a report in this run (it is installed whether or not one is asked for)."""
+        return self.config.pluginmanager.hasplugin("html") and bool(self.config.getoption("htmlpath", None))
 
     def _assets_dir(self) -> Path | None:
         html = self.config.getoption("htmlpath", None)

@@ -43,7 +43,7 @@ from PIL import Image
 from qa.io.model import Dataset
 from qa.io.reader import good_pixel_mask, read_dataset
 from qa.remediate import relative_snr
-from qa.results import Product, Remediation, SnrGain, rootname_of
+from qa.results import FIGURE_NAMES, Product, Remediation, SnrGain, rootname_of
 
 matplotlib.use("Agg")  # the plugin may run where no display exists
 
@@ -76,8 +76,6 @@ STYLE = {
     # Unhinted glyphs render a third faster and look the same at 100 dpi.
     "text.hinting": "no_hinting",
 }
-FIGURE_NAMES = ("inputs_vs_coadd", "row_statistics", "scaled_inputs", "snr_gain")
-
 
 @contextmanager
 def _style() -> Iterator[None]:

@@ -34,8 +34,7 @@ from typing import Any
 from pytest_html import extras
 
 from qa.history.changes import listed
-from qa.render.plots import FIGURE_NAMES
-from qa.results import CheckResult, Remediation, file_safe, rootname_of
+from qa.results import FIGURE_NAMES, CheckResult, Remediation, file_safe, rootname_of
 
 FIGURE_CAPTIONS = {
     "inputs_vs_coadd": "Input exposures (good pixels) and the co-add; rejected files drawn with open markers.",
