@@ -2,11 +2,13 @@
 
 The archive code loops over every pixel in Python; here each step is one numpy
 call over all rows of a product, held as ``(rows, pixels)`` matrices
-(``bincount`` for the accumulations, one row-wise sort of all deviations for the
-per-row medians). Flagged pixels stay in the matrices but add ``-0.0``, the exact
-identity of floating-point addition, so sums keep HASP's values and order. Dtypes follow the archive code on purpose:
+(``np.add.at`` for the accumulations, one row-wise sort of all deviations for
+the per-row medians). A run computes each exposure's matrices once, for all
+products of its setting (:func:`flatten_rows`). Flagged pixels stay in the
+matrices but add ``-0.0``, the exact identity of floating-point addition, so
+sums keep HASP's values and order. Dtypes follow the archive code on purpose:
 its products are computed in float32 (FITS columns times Python floats) and
-summed into float64 bins in input order, and ``bincount`` sums in the same
+summed into float64 bins in input order, and ``np.add.at`` sums in the same
 order, so the two engines agree to the last bit or close to it.
 
 Where the archive code has a quirk, this module reproduces it so that its
@@ -78,7 +80,7 @@ class Rows:
     exptime: np.ndarray         # EXPTIME at good pixels, -0.0 elsewhere
     weight: np.ndarray          # float64 holding the archive's float32 (or float64) weights
     flux_weight: np.ndarray     # flux * weight, computed in the archive's dtype
-    gcounts: np.ndarray         # |GROSS * EXPTIME|
+    gcounts: np.ndarray | None  # |GROSS * EXPTIME|, STIS MAMA only (the error of its co-add)
     net_counts: np.ndarray      # NET * EXPTIME
     variance: np.ndarray | None  # COS only
     sq_error_weight: np.ndarray | None  # STIS CCD only: (ERROR * weight) ** 2
@@ -205,15 +207,17 @@ def exposure_pixels(exp: Exposure, instrument: str, detector: str) -> dict[str, 
         gcounts = np.abs(exp.gross * exp.exptime)
         summed = {
             "exptime": np.full(exp.wavelength.shape, exp.exptime), "weight": weight,
-            "flux_weight": flux_weight, "gcounts": gcounts, "net_counts": exp.net * exp.exptime,
+            "flux_weight": flux_weight, "net_counts": exp.net * exp.exptime,
+            "gcounts": gcounts if instrument == "STIS" and detector != "CCD" else None,
             # Without VARIANCE_* columns ullyses falls back to gross counts.
             "variance": (exp.variance if exp.variance is not None else gcounts)
             if instrument == "COS" else None,
             "sq_error_weight": scalar_square_float32(exp.error * w32)
             if instrument == "STIS" and detector == "CCD" else None,
         }
-        # Float64 (exact) with -0.0 at flagged pixels: bincount adds them without effect.
-        out = {k: (np.where(good, v, -0.0) if v is not None else None) for k, v in summed.items()}
+        # Float64 (float32 values convert exactly), -0.0 at flagged pixels: added without effect.
+        out = {k: (np.where(good, v, -0.0).astype(np.float64, copy=False) if v is not None else None)
+               for k, v in summed.items()}
         wl = exp.wavelength
         good_wl = np.where(good, wl, np.nan)
         ngood = good.sum(axis=1)
@@ -331,8 +335,11 @@ def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coa
     flat_idx = idx.reshape(-1)
 
     def acc(values: np.ndarray) -> np.ndarray:
-        # bincount adds in pixel order, as ullyses' loop does.
-        return np.bincount(flat_idx, weights=values[sel].reshape(-1), minlength=n)
+        # Adds in pixel order, as ullyses' loop does; np.add.at sums exactly as bincount
+        # does, and faster on float64 values.
+        out = np.zeros(n)
+        np.add.at(out, flat_idx, values[sel].reshape(-1))
+        return out
 
     exptime = acc(rows.exptime)
     if not (exptime > 0).any():
@@ -403,9 +410,11 @@ def row_statistics(rows: Rows, active: np.ndarray, co: Coadd, snrmax: float) -> 
     # flux / snrmax and Python's max() with ERROR happen in float32 in the archive code.
     # Python's max(error, min_error) keeps error unless min_error is larger; fmax does
     # the same for every value a tested pixel can hold (ERROR is finite, FLUX may not be).
-    denom = np.fmax(rows.error[sel], flux / np.float32(snrmax))
+    denom = flux / np.float32(snrmax)
+    np.fmax(rows.error[sel], denom, out=denom)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dev = np.subtract(flux, np.take(co.flux, idx), dtype=np.float64)
+        dev = np.take(co.flux, idx)
+        np.subtract(flux, dev, out=dev)
         dev /= denom
     # Like HASP's zero-initialised deviation array: a pixel that does not qualify
     # has deviation 0, and zeros are left out of the median.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -170,15 +171,14 @@ def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[st
             break
         stats = row_statistics(rows, active, co, snrmax)
         at = np.flatnonzero(active)
-        # Plain Python values first: one RowStat per row and iteration adds up at archive scale.
-        product.row_stats += [
-            RowStat(file=names[f], extver=exp.extver, row=exp.row_labels[i], iteration=iteration,
-                    n=n, median_deviation=med, scaled_median=scaled, wave_min=lo, wave_max=hi)
-            for f, exp, i, n, med, scaled, lo, hi in zip(
-                rows.row_file[at].tolist(), [rows.row_exp[r] for r in at], rows.row_index[at].tolist(),
-                stats.n[at].tolist(), stats.median_deviation[at].tolist(),
-                stats.scaled_median[at].tolist(), rows.row_good_min[at].tolist(),
-                rows.row_good_max[at].tolist())]
+        exps = [rows.row_exp[r] for r in at]
+        # Plain Python values, positionally: one RowStat per row and iteration adds up at scale.
+        product.row_stats += map(
+            RowStat, [names[f] for f in rows.row_file[at].tolist()], [e.extver for e in exps],
+            [e.row_labels[i] for e, i in zip(exps, rows.row_index[at].tolist())],
+            repeat(iteration), stats.n[at].tolist(), stats.median_deviation[at].tolist(),
+            stats.scaled_median[at].tolist(), rows.row_good_min[at].tolist(),
+            rows.row_good_max[at].tolist())
         bad = np.flatnonzero(active & (stats.scaled_median < threshold))
         if not bad.size:
             break
