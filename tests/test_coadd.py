@@ -1,0 +1,76 @@
+"""The native engine's building blocks: row stacks shared by a run's products, row medians."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from qa.bench import e140m_program
+from qa.engine import coadd, native
+from qa.engine.grouping import plan_products
+
+ARRAYS = ("wavelength", "flux", "error", "testable", "exptime", "weight", "flux_weight",
+          "gcounts", "net_counts", "row_min", "row_max", "row_maxdiff", "row_ngood",
+          "row_index", "row_exptime", "row_file")
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    """Ten generated E140M exposures of one target: two visits of five and their program."""
+    files = e140m_program(tmp_path_factory.mktemp("e140m"), 10)
+    datasets, errors = native.load_datasets(files)
+    assert not errors
+    return files, datasets
+
+
+def test_each_exposure_is_computed_once_per_run(program, monkeypatch):
+    files, _ = program
+    computed = []
+    real = coadd.exposure_pixels
+
+    def counting(exp, instrument, detector):
+        computed.append(exp.path.name)
+        return real(exp, instrument, detector)
+
+    monkeypatch.setattr(coadd, "exposure_pixels", counting)
+    result = native.run(files)
+    assert [p.level for p in result.products] == ["visit", "visit", "program"]
+    assert sorted(computed) == sorted(f.name for f in files)   # one SCI extension each
+
+
+def test_a_visit_takes_its_rows_from_the_program_stack(program):
+    _, datasets = program
+    plans = plan_products(datasets)
+    pool = native.RowsPool(plans)
+    whole, visit = pool.rows(plans[-1]), pool.rows(plans[1])
+    assert np.shares_memory(visit.flux_weight, whole.flux_weight)   # a view, not a copy
+    alone = coadd.flatten_rows(plans[1].datasets, "STIS", "FUV-MAMA")
+    for name in ARRAYS:
+        assert np.array_equal(getattr(visit, name), getattr(alone, name)), name
+    assert visit.row_exp == alone.row_exp
+
+
+def test_rows_of_files_that_are_not_consecutive(program):
+    _, datasets = program
+    whole = coadd.flatten_rows(datasets, "STIS", "FUV-MAMA")
+    picked = [1, 4, 8]
+    some = whole.subset(picked)
+    alone = coadd.flatten_rows([datasets[i] for i in picked], "STIS", "FUV-MAMA")
+    for name in ARRAYS:
+        assert np.array_equal(getattr(some, name), getattr(alone, name)), name
+    assert some.row_exp == alone.row_exp
+
+
+@settings(max_examples=300, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
+                  elements=st.sampled_from([0.0, 1.0, -1.0, 2.5, -0.5, 1e300, np.inf, -np.inf,
+                                            np.nan])),
+       st.data())
+def test_row_medians_equal_np_median_per_row(values, data):
+    valid = data.draw(hnp.arrays(bool, values.shape))
+    expected = np.array([np.median(row[ok]) if ok.any() else 0.0
+                         for row, ok in zip(values, valid)])
+    got = coadd.row_medians(values.copy(), valid)
+    assert np.array_equal(got, expected, equal_nan=True)
