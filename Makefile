@@ -11,12 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[browser,test]'
 	touch $(STAMP)
 
-.PHONY: venv demo test browser bench fuzz importtime bench-runs postgres bench-nightly bench-cluster
-.PHONY: venv demo test browser bench bench-figures bench-report
-.PHONY: venv demo test browser bench fuzz
-.PHONY: venv demo test browser bench importtime bench-runs
-.PHONY: venv demo test browser postgres bench bench-nightly importtime bench-runs
-.PHONY: venv demo test browser bench importtime bench-runs bench-cluster
+.PHONY: venv browser postgres demo test bench bench-figures bench-report fuzz bench-nightly bench-cluster importtime bench-runs
 venv: $(STAMP)
 
 # Headless Chromium + ChromeDriver from Debian, for the report's browser test.
