@@ -70,7 +70,8 @@ def test_rows_of_files_that_are_not_consecutive(program):
        st.data())
 def test_row_medians_equal_np_median_per_row(values, data):
     valid = data.draw(hnp.arrays(bool, values.shape))
-    expected = np.array([np.median(row[ok]) if ok.any() else 0.0
-                         for row, ok in zip(values, valid)])
+    with np.errstate(invalid="ignore"):   # inf - inf in a mean of two middles is NaN
+        expected = np.array([np.median(row[ok]) if ok.any() else 0.0
+                             for row, ok in zip(values, valid)])
     got = coadd.row_medians(values.copy(), valid)
     assert np.array_equal(got, expected, equal_nan=True)
