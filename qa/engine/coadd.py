@@ -443,7 +443,8 @@ def row_medians(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     lines = np.arange(nrows)
     lower = values[lines, np.maximum(count - 1, 0) // 2]
     upper = values[lines, np.minimum(count // 2, width - 1)]
-    median = np.where(count % 2 == 1, lower, (lower + upper) / 2.0)
+    with np.errstate(invalid="ignore"):   # -inf and +inf in the middle: NaN, as np.median
+        median = np.where(count % 2 == 1, lower, (lower + upper) / 2.0)
     median[count == 0] = 0.0
     median[np.isnan(values[:, -1])] = np.nan
     return median
