@@ -87,6 +87,10 @@ class Rows:
     # Output bin of every pixel for the last grid (lo, delta, size) used: removing a file
     # rarely changes the grid, so later iterations reuse it.
     bins: dict = field(default_factory=dict, repr=False)
+    # Where a subset's rows sit in the stack it was taken from: per-pixel values that do
+    # not depend on the co-add (the deviation's denominator) are computed there once.
+    source: tuple[Rows, slice | np.ndarray] | None = field(default=None, repr=False)
+    _denominators: dict = field(default_factory=dict, repr=False)
 
     @property
     def nrows(self) -> int:
@@ -110,7 +114,27 @@ class Rows:
         renumber[files] = np.arange(files.size)
         arrays = {k: (None if getattr(self, k) is None else getattr(self, k)[sel])
                   for k in (*_MATRICES, *_ROW_FIELDS, "row_index", "row_exptime")}
-        return Rows(row_file=renumber[self.row_file[sel]], row_exp=row_exp, **arrays)
+        return Rows(row_file=renumber[self.row_file[sel]], row_exp=row_exp, **arrays,
+                    source=(self, sel))
+
+    def denominator(self, snrmax: float) -> np.ndarray:
+        """``max(ERROR, FLUX / snrmax)`` of every pixel, in float32 as the archive code has it.
+
+        It depends on the files only, not on the co-add: computed once per stack and
+        ``snrmax``, whichever product and iteration asks.
+        """
+        if self.source is not None:
+            stack, sel = self.source
+            return stack.denominator(snrmax)[sel]
+        if snrmax not in self._denominators:
+            # flux / snrmax and Python's max() with ERROR happen in float32 in the archive
+            # code. Python's max(error, min_error) keeps error unless min_error is larger;
+            # fmax does the same for every value a tested pixel can hold (ERROR is finite,
+            # FLUX may not be).
+            denom = self.flux / np.float32(snrmax)
+            np.fmax(self.error, denom, out=denom)
+            self._denominators = {snrmax: denom}
+        return self._denominators[snrmax]
 
     def rows_of(self, files: np.ndarray) -> np.ndarray:
         """Boolean row mask of the files whose indices are in ``files``."""
@@ -119,14 +143,21 @@ class Rows:
 
 @dataclass
 class Coadd:
-    """A co-added spectrum on HASP's grid (full grid, not trimmed)."""
+    """A co-added spectrum on HASP's grid (full grid, not trimmed).
+
+    :func:`coadd` sums what the flux filter compares with (flux, exposure time);
+    ERROR and SNR, which only the final co-add of a product needs, are added by
+    :func:`add_errors`.
+    """
 
     wavelength: np.ndarray
     flux: np.ndarray
-    error: np.ndarray
-    snr: np.ndarray
     eff_exptime: np.ndarray
     idx: np.ndarray             # (active rows, npix) output bin of every pixel
+    rows: slice | np.ndarray    # the co-added rows (Rows matrices' first index)
+    sumweight: np.ndarray | None = None
+    error: np.ndarray | None = None
+    snr: np.ndarray | None = None
 
     def trimmed(self) -> tuple[np.ndarray, ...]:
         """Arrays between the first and last bin with exposure time, as HASP writes them."""
@@ -322,9 +353,12 @@ def _selector(active: np.ndarray) -> slice | np.ndarray:
 
 
 def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coadd | None:
-    """Co-add the ``active`` rows as ullyses does; ``None`` when no pixel is good ("No good data")."""
-    ccd = instrument == "STIS" and detector == "CCD"
-    if ccd and active.sum() == 1:
+    """Co-add the ``active`` rows' flux as ullyses does; ``None`` when no pixel is good ("No good data").
+
+    ERROR and SNR are left to :func:`add_errors`: a co-add the flux filter
+    culls files from is never written.
+    """
+    if instrument == "STIS" and detector == "CCD" and active.sum() == 1:
         return _coadd_single_ccd(rows, active)
     grid, lo, delta = output_grid(rows, active)
     n = grid.size
@@ -332,34 +366,44 @@ def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coa
         rows.bins = {(lo, delta, n): bin_index(rows.wavelength, lo, delta, n)}
     sel = _selector(active)
     idx = rows.bins[(lo, delta, n)][sel]
-    flat_idx = idx.reshape(-1)
-
-    def acc(values: np.ndarray) -> np.ndarray:
-        # Adds in pixel order, as ullyses' loop does; np.add.at sums exactly as bincount
-        # does, and faster on float64 values.
-        out = np.zeros(n)
-        np.add.at(out, flat_idx, values[sel].reshape(-1))
-        return out
-
-    exptime = acc(rows.exptime)
+    exptime = _sum(rows.exptime, sel, idx, n)
     if not (exptime > 0).any():
         return None
-    sumweight = acc(rows.weight)
+    sumweight = _sum(rows.weight, sel, idx, n)
     flux = np.zeros(n)
+    nz = sumweight != 0
+    flux[nz] = _sum(rows.flux_weight, sel, idx, n)[nz] / sumweight[nz]
+    return Coadd(wavelength=grid, flux=flux, eff_exptime=exptime, idx=idx, rows=sel,
+                 sumweight=sumweight)
+
+
+def _sum(values: np.ndarray, sel: slice | np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
+    """Per-bin sums of ``values`` at the selected rows, added in pixel order as ullyses'
+    loop adds them (``np.add.at`` sums exactly as ``bincount`` does, faster on float64)."""
+    out = np.zeros(n)
+    np.add.at(out, idx.reshape(-1), values[sel].reshape(-1))
+    return out
+
+
+def add_errors(rows: Rows, co: Coadd, instrument: str, detector: str) -> Coadd:
+    """ERROR and SNR of a co-add from :func:`coadd`, as ullyses computes them."""
+    if co.error is not None:
+        return co
+    grid, sel, idx, n = co.wavelength, co.rows, co.idx, co.wavelength.size
     error = np.zeros(n)
     snr = np.zeros(n)
-    nz = sumweight != 0
+    nz = co.sumweight != 0
+    flux = co.flux
     with np.errstate(divide="ignore", invalid="ignore"):
-        flux[nz] = acc(rows.flux_weight)[nz] / sumweight[nz]
-        if ccd:
-            error[nz] = np.sqrt(acc(rows.sq_error_weight)[nz]) / sumweight[nz]
+        if instrument == "STIS" and detector == "CCD":
+            error[nz] = np.sqrt(_sum(rows.sq_error_weight, sel, idx, n)[nz]) / co.sumweight[nz]
         else:
             if instrument == "COS":
-                varsum = acc(rows.variance)[nz]
+                varsum = _sum(rows.variance, sel, idx, n)[nz]
                 counts_error = np.sqrt(np.where(varsum < 0.5, 0.5, varsum))
             else:
-                counts_error = np.sqrt(acc(rows.gcounts)[nz])
-            conversion = flux[nz] / acc(rows.net_counts)[nz]
+                counts_error = np.sqrt(_sum(rows.gcounts, sel, idx, n)[nz])
+            conversion = flux[nz] / _sum(rows.net_counts, sel, idx, n)[nz]
             bad = np.isnan(conversion)
             if bad.any():
                 # The quirk "error-interpolation": grid indexed with subset positions.
@@ -367,7 +411,8 @@ def coadd(rows: Rows, active: np.ndarray, instrument: str, detector: str) -> Coa
                                             conversion[~bad])
             error[nz] = counts_error * conversion
         snr[nz] = flux[nz] / error[nz]
-    return Coadd(wavelength=grid, flux=flux, error=error, snr=snr, eff_exptime=exptime, idx=idx)
+    co.error, co.snr = error, snr
+    return co
 
 
 def _coadd_single_ccd(rows: Rows, active: np.ndarray) -> Coadd | None:
@@ -384,8 +429,8 @@ def _coadd_single_ccd(rows: Rows, active: np.ndarray) -> Coadd | None:
     snr = np.zeros_like(flux)
     nz = error != 0
     snr[nz] = flux[nz] / error[nz]
-    return Coadd(wavelength=exp.wavelength[i].copy(), flux=flux, error=error, snr=snr,
-                 eff_exptime=exptime, idx=np.zeros((0, 0), dtype=np.intp))
+    return Coadd(wavelength=exp.wavelength[i].copy(), flux=flux, eff_exptime=exptime,
+                 idx=np.zeros((0, 0), dtype=np.intp), rows=slice(r, r + 1), error=error, snr=snr)
 
 
 def row_statistics(rows: Rows, active: np.ndarray, co: Coadd, snrmax: float) -> RowStatistics:
@@ -407,15 +452,10 @@ def row_statistics(rows: Rows, active: np.ndarray, co: Coadd, snrmax: float) -> 
     # A row's pixel in a bin only its own exposure covers is skipped.
     qualifies = np.take(co.eff_exptime, idx) != rows.row_exptime[sel][:, None]
     qualifies &= rows.testable[sel]
-    # flux / snrmax and Python's max() with ERROR happen in float32 in the archive code.
-    # Python's max(error, min_error) keeps error unless min_error is larger; fmax does
-    # the same for every value a tested pixel can hold (ERROR is finite, FLUX may not be).
-    denom = flux / np.float32(snrmax)
-    np.fmax(rows.error[sel], denom, out=denom)
     with np.errstate(divide="ignore", invalid="ignore"):
         dev = np.take(co.flux, idx)
         np.subtract(flux, dev, out=dev)
-        dev /= denom
+        dev /= rows.denominator(snrmax)[sel]
     # Like HASP's zero-initialised deviation array: a pixel that does not qualify
     # has deviation 0, and zeros are left out of the median.
     n[active] = np.count_nonzero(qualifies, axis=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from qa import __version__
-from qa.engine.coadd import Rows, coadd, flatten_rows, row_statistics
+from qa.engine.coadd import Rows, add_errors, coadd, flatten_rows, row_statistics
 from qa.engine.grouping import ProductPlan, plan_products, product_filename
 from qa.engine.prefilter import BAD_SEGMENTS, active_filters, prefilter
 from qa.errors import InputError
@@ -203,6 +203,7 @@ def run_product(plan: ProductPlan, threshold: float, snrmax: float, log: list[st
     if co is not None:
         product.kept = [names[i] for i in keep]
         product.filename = product_filename(plan, [plan.datasets[i] for i in keep])
+        co = add_errors(rows, co, plan.instrument, plan.detector)
         (product.wavelength, product.flux, product.error, product.snr,
          product.eff_exptime) = co.trimmed()
     return product
