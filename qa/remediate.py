@@ -18,8 +18,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-from astropy.io import fits
-from astropy.io.fits.verify import VerifyError
 
 from qa import __version__
 from qa.io.model import Dataset
@@ -112,6 +110,8 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
     """Write ``ds`` with FLUX and ERROR of each SCI extension scaled; returns the new path."""
     outdir.mkdir(parents=True, exist_ok=True)
     dest = outdir / ds.name
+    from astropy.io import fits
+
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     # memmap=False reads the data into memory: scaling it in place leaves the input untouched.
     with fits.open(ds.path, mode="readonly", memmap=False) as out:
@@ -193,6 +193,8 @@ def remediate(product: Product, datasets: list[Dataset], outdir: Path,
         return rem, None
     rem.possible, rem.scaled_to, rem.factors = True, scaled_to, factors
     note = f"{scaled_to} (rule {rule})"
+    from astropy.io.fits.verify import VerifyError  # astropy only when copies are written
+
     for ds in datasets:
         try:
             write_scaled_copy(ds, factors, outdir, note)

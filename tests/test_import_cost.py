@@ -46,3 +46,16 @@ def test_a_plain_pytest_run_loads_no_heavy_module(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 passed" in proc.stdout
+
+
+def test_a_qa_run_does_not_load_hypothesis(tmp_path):
+    # Only check files are collected: hypothesis' pytest plugin, which imports hypothesis for
+    # every process's terminal summary, is left out (it is installed, for the unit tests).
+    code = ("import json, sys, pytest; code = pytest.main(['--demo', '-q', '-p', 'no:cacheprovider', "
+            f"'--cache-dir={tmp_path / 'cache'}', '--qa-results={tmp_path / 'r.json'}']); "
+            "print(json.dumps([code, 'hypothesis' in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    code, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert code == 1, proc.stdout[-3000:]   # the demo's findings
+    assert not loaded

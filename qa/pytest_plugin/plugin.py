@@ -148,6 +148,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # A QA run without paths collects the check files, not the unit tests.
         config.args = [str(p) for p in options.checks]
+    if config.args and {str(Path(a).resolve()) for a in config.args} <= {str(p) for p in options.checks}:
+        # Only check files are collected, so no hypothesis test runs; hypothesis' pytest
+        # plugin would still import hypothesis (0.3 s) for the terminal summary of every
+        # process (the controller and each xdist worker).
+        config.pluginmanager.set_blocked("hypothesispytest")
     if getattr(config.option, "dist", "no") == "load" and \
             not any(a.startswith("--dist") for a in config.invocation_params.args):
         # One program's cases on one worker: its job is computed there once, and the
