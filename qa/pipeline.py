@@ -28,7 +28,7 @@ from typing import Any
 from qa.cache import OutcomeCache, cache_key, sha256_file
 from qa.checks import REGISTRY, CheckSpec, Subject, Verdict, load_checks, product_medians
 from qa.engine.grouping import ProductPlan, plan_products, product_filename
-from qa.engine.native import plan_key
+from qa.engine.native import RowsPool, plan_key
 from qa.engine.prefilter import PREFILTERS, prefilter
 from qa.errors import InputError
 from qa.io.headers import read_file_headers
@@ -504,8 +504,9 @@ def _compute(job: Job, root: Path, key: str) -> JobOutcome:
     outcome = JobOutcome(job=job.id, input_errors=errors)
     kept, dropped = prefilter(datasets, PREFILTERS)
     plans = plan_products(kept)
+    pool = RowsPool(plans)   # each exposure's arrays computed once, for every product and filter
     for fp in job.params.filters:
-        computed = _coadds(job.params.engine, plans, paths, fp, outcome)
+        computed = _coadds(job.params.engine, plans, paths, fp, outcome, pool)
         # Identical inputs (a program's only visit) share one remediation and one figure set.
         shared: dict[tuple, ProductOutcome] = {}
         for plan in plans:
@@ -533,7 +534,7 @@ def _signature(plan: ProductPlan) -> tuple:
 
 
 def _coadds(engine: str, plans: list[ProductPlan], paths: list[Path], fp: FilterParams,
-            outcome: JobOutcome) -> dict[str, Product | str]:
+            outcome: JobOutcome, pool: RowsPool) -> dict[str, Product | str]:
     """Every plan's product (with arrays), or the error text of the plan that failed."""
     out: dict[str, Product | str] = {}
     if engine == "hasp":
@@ -558,7 +559,7 @@ def _coadds(engine: str, plans: list[ProductPlan], paths: list[Path], fp: Filter
                                filename=product_filename(plan, _kept_datasets(plan, first)))
             continue
         try:
-            product = run_product(plan, fp.threshold, fp.snrmax, [])
+            product = run_product(plan, fp.threshold, fp.snrmax, [], pool.rows(plan))
         except Exception as exc:  # noqa: BLE001 - one product's failure, named
             out[key] = f"{key}: {type(exc).__name__}: {exc}"
             continue

@@ -75,3 +75,23 @@ def test_row_medians_equal_np_median_per_row(values, data):
                              for row, ok in zip(values, valid)])
     got = coadd.row_medians(values.copy(), valid)
     assert np.array_equal(got, expected, equal_nan=True)
+
+
+def test_a_job_computes_each_exposure_once(program, monkeypatch, tmp_path):
+    """The pytest path (qa.pipeline) shares one row stack between a program's products too."""
+    from qa.pipeline import Job, RunParams, compute
+
+    files, _ = program
+    computed = []
+    real = coadd.exposure_pixels
+
+    def counting(exp, instrument, detector):
+        computed.append(exp.path.name)
+        return real(exp, instrument, detector)
+
+    monkeypatch.setattr(coadd, "exposure_pixels", counting)
+    job = Job(id="x:8436", source="x", directory=str(files[0].parent), files=[f.name for f in files],
+              sha256=[""] * len(files), params=RunParams(), cache_dir=None)
+    outcome = compute(job)
+    assert len(outcome.products) == 3 and all(p.error is None for p in outcome.products)
+    assert sorted(computed) == sorted(f.name for f in files)
