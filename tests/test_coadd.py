@@ -95,3 +95,44 @@ def test_a_job_computes_each_exposure_once(program, monkeypatch, tmp_path):
     outcome = compute(job)
     assert len(outcome.products) == 3 and all(p.error is None for p in outcome.products)
     assert sorted(computed) == sorted(f.name for f in files)
+
+
+def test_a_file_whose_rows_are_all_dropped(tmp_path, monkeypatch):
+    """A file with only a segment HASP leaves out (as COS G230L's NUVC) stacks no row; the
+    products of its setting are still made, from the other files' rows."""
+    from qa.engine.prefilter import BAD_SEGMENTS
+    from qa.synth import write_cos
+
+    monkeypatch.setitem(BAD_SEGMENTS, "COS/G130M", ("FUVB",))
+    files = [write_cos(tmp_path, rootname=f"lbch0101{i}", grating="G130M", cenwave=1291,
+                       program=99103, target="T", seed=i, expstart=58200.0 + i,
+                       segments=("FUVB",) if i == 3 else None)
+             for i in range(4)]
+    result = native.run(files)
+    assert [p.level for p in result.products] == ["visit", "program"]
+    for product in result.products:
+        assert product.kept == [f.name for f in files] and product.flux.size
+
+
+def test_a_product_keeps_its_own_dtypes(tmp_path):
+    """One file with FLUX stored as float64 changes nothing in a product without it."""
+    from astropy.io import fits
+
+    files = e140m_program(tmp_path, 10)
+    wide = files[0]                       # visit 01
+    with fits.open(wide, memmap=False) as hdul:
+        table = hdul[1]
+        cols = [fits.Column(name=c.name, unit=c.unit,
+                            format=f"{c.format.repeat}D" if c.name == "FLUX" else c.format,
+                            array=table.data[c.name].astype(np.float64) if c.name == "FLUX"
+                            else table.data[c.name]) for c in table.columns]
+        hdul[1] = fits.BinTableHDU.from_columns(cols, header=table.header)
+        hdul.writeto(wide, overwrite=True)
+    together = {p.key: p for p in native.run(files).products}
+    alone = native.run(files[5:]).products            # visit 02 only
+    visit02 = [p for p in alone if p.level == "visit"][0]
+    mine = together[visit02.key]
+    assert [(r.file, r.row, r.iteration, r.n, r.scaled_median) for r in mine.row_stats] == \
+        [(r.file, r.row, r.iteration, r.n, r.scaled_median) for r in visit02.row_stats]
+    for name in ("flux", "error", "snr", "eff_exptime"):
+        assert np.array_equal(getattr(mine, name), getattr(visit02, name)), name

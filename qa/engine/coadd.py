@@ -110,7 +110,9 @@ class Rows:
         else:
             sel = np.flatnonzero(np.isin(self.row_file, files))
             row_exp = [self.row_exp[r] for r in sel]
-        renumber = np.zeros(int(self.row_file.max(initial=-1)) + 1, dtype=np.intp)
+        # Files may have no rows (every segment dropped): size by the files asked for too.
+        renumber = np.zeros(int(max(self.row_file.max(initial=-1), files.max(initial=-1))) + 1,
+                            dtype=np.intp)
         renumber[files] = np.arange(files.size)
         arrays = {k: (None if getattr(self, k) is None else getattr(self, k)[sel])
                   for k in (*_MATRICES, *_ROW_FIELDS, "row_index", "row_exptime")}
@@ -131,7 +133,7 @@ class Rows:
             # code. Python's max(error, min_error) keeps error unless min_error is larger;
             # fmax does the same for every value a tested pixel can hold (ERROR is finite,
             # FLUX may not be).
-            denom = self.flux / np.float32(snrmax)
+            denom = self.flux / float(snrmax)   # in FLUX's dtype, as flux / snrmax in Python
             np.fmax(self.error, denom, out=denom)
             self._denominators = {snrmax: denom}
         return self._denominators[snrmax]
@@ -303,6 +305,10 @@ def flatten_rows(datasets: list[Dataset], instrument: str, detector: str,
                 continue
             if flat[k] is None:
                 flat[k] = np.empty((nrows, width) if k in _MATRICES else nrows, dtype=v.dtype)
+            elif np.result_type(flat[k], v) != flat[k].dtype:
+                # A file with wider columns (FLUX stored as float64, say): promote, as
+                # concatenating the matrices would.
+                flat[k] = flat[k].astype(np.result_type(flat[k], v))
             if k not in _MATRICES:
                 flat[k][start:stop] = v[sel]
                 continue

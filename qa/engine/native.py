@@ -105,16 +105,26 @@ class RowsPool:
         if key not in self._stacks:
             members = {id(d): d for p in self._plans if self._setting(p) == key for d in p.datasets}
             files = sorted(members.values(), key=lambda d: str(d.path))
-            try:
-                stack = flatten_rows(files, plan.instrument, plan.detector, _dropped(plan))
-            except Exception:  # noqa: BLE001 - each product then stacks its own files and reports its own error
-                stack = None
+            stack = None
+            # One stack holds one dtype per column: files whose columns differ (FLUX stored as
+            # float64 in one, say) are stacked per product, so that a product's arithmetic
+            # never takes another product's dtype.
+            if len({_column_dtypes(d) for d in files}) == 1:
+                try:
+                    stack = flatten_rows(files, plan.instrument, plan.detector, _dropped(plan))
+                except Exception:  # noqa: BLE001 - each product then stacks its own files (and fails alone)
+                    stack = None
             self._stacks[key] = stack, {id(d): i for i, d in enumerate(files)}
         stack, position = self._stacks[key]
         at = [position[id(d)] for d in plan.datasets]
         if stack is None or at != sorted(at):
             return flatten_rows(plan.datasets, plan.instrument, plan.detector, _dropped(plan))
         return stack.subset(at)
+
+
+def _column_dtypes(ds: Dataset) -> frozenset:
+    return frozenset((e.wavelength.dtype.str, e.flux.dtype.str, e.error.dtype.str)
+                     for e in ds.exposures)
 
 
 def _dropped(plan: ProductPlan) -> tuple[str, ...]:
