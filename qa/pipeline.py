@@ -5,9 +5,10 @@ Data flow::
     sources -> header-only files -> keyword pre-filter -> product plans -> cases   (collect)
     Job (one source's program) -> compute(job) -> JobOutcome                          (run)
 
-Collection reads headers only: no engine runs and nothing is written. A
-:class:`Job` holds everything one program needs (file names, their sha256, the
-run parameters) and is small and picklable; :func:`compute` reads the files, runs
+Collection reads headers only: no engine runs, no file is hashed, nothing is
+written (each xdist worker collects the whole run). A :class:`Job` holds
+everything one program needs (file names, the run parameters) and is small and
+picklable; :func:`compute` hashes and reads the files, runs
 the engine for every product of the program, remediates where a
 ``on_fail = "remediate"`` check fails, renders figures when asked, and returns a
 :class:`JobOutcome` of plain data (no arrays). Outcomes are cached on disk keyed
@@ -141,7 +142,7 @@ class Job:
     source: str
     directory: str
     files: list[str]          # names inside ``directory``
-    sha256: list[str]         # of each file, at collection
+    sha256: list[str]         # of each file: empty when collected; see with_digests
     params: RunParams
     cache_dir: str | None = None
 
@@ -199,6 +200,7 @@ class JobOutcome:
     remediations: int = 0             # remediations computed
     figure_sets: int = 0              # products whose figures were drawn
     from_cache: bool = False
+    sha256: dict[str, str] = field(default_factory=dict)  # file -> the bytes computed from
 
     def product(self, key: str, filters: FilterParams) -> ProductOutcome | None:
         return next((p for p in self.products if p.key == key and p.filters == filters), None)
@@ -355,7 +357,7 @@ def collect(options: Options, sources: list[Source], specs: list[CheckSpec] | No
         for program, files in programs.items():
             job = Job(id=f"{source.label}:{program}", source=source.label,
                       directory=str(directory), files=[h.name for h in files],
-                      sha256=[sha256_file(h.path) for h in files], params=params,
+                      sha256=[], params=params,
                       cache_dir=str(options.cache_dir) if options.cache_dir else None)
             coll.jobs[job.id] = job
         for plan in plan_products(kept):
@@ -435,20 +437,38 @@ def _assign_figures(coll: Collection) -> None:
 
 # ---------------------------------------------------------------- compute
 
+def with_digests(job: Job) -> Job:
+    """``job`` with the sha256 of each of its files as they are now ("" for one that cannot
+    be read: the engine reports it per file).
+
+    :func:`compute` hashes the files it computes from; the controller of a Dask run hashes
+    them before submitting, so that a worker can check its copies are the same bytes.
+    """
+    def digest(path: Path) -> str:
+        try:
+            return sha256_file(path)
+        except OSError:
+            return ""
+    return replace(job, sha256=[digest(Path(job.directory) / name) for name in job.files])
+
+
 def compute(job: Job) -> JobOutcome:
     """Compute (or load from the cache) the outcome of ``job``.
 
-    The cache key is taken from the files' bytes as they are now (hashed again
-    here: a file replaced since collection is never served another file's result).
-    Without ``job.cache_dir`` nothing is cached and scaled copies go to a
-    temporary directory.
+    The files are hashed here, once (collection reads only headers): the cache key is
+    taken from their bytes as they are now, so a file replaced since collection is never
+    served another file's result, and the outcome names the bytes it was computed from.
+    Without ``job.cache_dir`` nothing is cached and scaled copies go to a temporary
+    directory.
     """
-    paths = [Path(job.directory) / name for name in job.files]
-    try:
-        digests = [sha256_file(p) for p in paths]
-    except OSError:
-        digests = list(job.sha256)  # an unreadable file: the engine reports it per file
-    key = cache_key({"files": sorted(zip(job.files, digests)), "params": job.params.to_dict()})
+    job = with_digests(job)
+    outcome = _computed_or_cached(job)
+    outcome.sha256 = dict(zip(job.files, job.sha256))
+    return outcome
+
+
+def _computed_or_cached(job: Job) -> JobOutcome:
+    key = cache_key({"files": sorted(zip(job.files, job.sha256)), "params": job.params.to_dict()})
     if job.cache_dir is None:
         with tempfile.TemporaryDirectory(prefix="hasp-qa-") as scratch:
             return _compute_guarded(job, Path(scratch), key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import platform
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -45,9 +46,14 @@ def threshold_margin(po: ProductOutcome) -> float | None:
 
 
 def product_record(planned: PlannedProduct, job: Job, coll: Collection,
-                   po: ProductOutcome | None, job_error: str | None = None) -> dict[str, Any]:
-    """One entry of ``products``: the small facts of a product (no arrays, no figures' bytes)."""
-    sha = dict(zip(job.files, job.sha256))
+                   po: ProductOutcome | None, job_error: str | None = None,
+                   sha: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One entry of ``products``: the small facts of a product (no arrays, no figures' bytes).
+
+    ``sha`` maps the job's files to the sha256 of the bytes computed from
+    (``JobOutcome.sha256``).
+    """
+    sha = sha or {}
     rec: dict[str, Any] = {
         "source": planned.source, "key": planned.key, "level": planned.level,
         "program": planned.program, "visit": planned.visit, "instrument": planned.instrument,
@@ -112,7 +118,8 @@ def run_in_process(options: Options) -> tuple[dict[str, Any], dict[str, ProductO
     outcomes = {job_id: compute(job) for job_id, job in coll.jobs.items()}
     results = [check_result(c, evaluate(c, outcomes.get(c.job))).to_dict() for c in coll.cases]
     by_pid = {pid: outcomes[p.job].product(p.key, p.filters) for pid, p in coll.products.items()}
-    products = {pid: product_record(p, coll.jobs[p.job], coll, by_pid[pid], outcomes[p.job].error)
+    products = {pid: product_record(p, coll.jobs[p.job], coll, by_pid[pid], outcomes[p.job].error,
+                                    outcomes[p.job].sha256)
                 for pid, p in coll.products.items()}
     input_errors = {label: dict(errors) for label, errors in coll.input_errors.items()}
     for job_id, outcome in outcomes.items():

@@ -49,6 +49,9 @@ def worker_cache() -> Path:
 def compute_on_worker(task: WorkerJob) -> JobOutcome:
     """``compute`` the job with its files (and cache) where this process can use them."""
     job = task.job
+    if len(job.sha256) != len(job.files):
+        raise StagingError(f"{job.id}: submitted without the controller's sha256 of its files "
+                           "(qa.pipeline.with_digests), so its copies here cannot be checked")
     if not _has_files(Path(job.directory), job):
         job = replace(job, directory=str(_stage(task)))
     if job.cache_dir is not None and not _usable_dir(Path(job.cache_dir)):

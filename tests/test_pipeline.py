@@ -57,6 +57,29 @@ def test_collection_reads_headers_only(data_dir, tmp_path, monkeypatch):
     assert Job.from_dict(json.loads(json.dumps(job.to_dict()))) == job
 
 
+def test_files_are_hashed_once_when_computed(data_dir, tmp_path, monkeypatch):
+    """Collection (which every xdist worker repeats) hashes no file; compute hashes each of
+    its files once, and the results name the bytes they were computed from."""
+    import hashlib
+
+    import qa.pipeline
+
+    hashed = []
+    real = qa.pipeline.sha256_file
+    monkeypatch.setattr(qa.pipeline, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
+    opts = options(data_dir, tmp_path / "cache")
+    coll = collect(opts, resolve_sources(opts))
+    assert hashed == []
+    job = coll.jobs["data:8016"]
+    outcome = compute(job)
+    assert sorted(hashed) == sorted(job.files)
+    assert outcome.sha256 == {f: hashlib.sha256((data_dir / f).read_bytes()).hexdigest()
+                              for f in job.files}
+    doc, _ = run_in_process(opts)
+    inputs = {i["file"]: i["sha256"] for i in doc["products"][VISIT]["inputs"]}
+    assert inputs == {f: outcome.sha256[f] for f in inputs} and len(inputs) == 3
+
+
 def dim(data_dir: Path, tmp_path: Path, rootname: str, scale: float) -> None:
     """Replace ``rootname`` in place by a copy of o5jy03010 scaled by ``scale``."""
     derive_copy(data_dir / "o5jy03010_x1d.fits", tmp_path, rootname, flux_scale=scale)

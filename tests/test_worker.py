@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qa.archive.mast_server import MastServer
-from qa.pipeline import Job, collect, compute
+from qa.pipeline import Job, collect, compute, with_digests
 from qa.sources import Options, resolve_sources
 from qa.worker import StagingError, WorkerJob, compute_on_worker
 
@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def plan(tmp_path: Path, **options) -> dict[str, Job]:
-    """The run's jobs as the controller collects them (cache under ``tmp_path/controller``)."""
+    """The run's jobs as the controller submits them, with the sha256 of their files
+    (cache under ``tmp_path/controller``)."""
     opts = Options(checks=[ROOT / "checks"], cache_dir=tmp_path / "controller", **options)
-    return collect(opts, resolve_sources(opts)).jobs
+    return {k: with_digests(job) for k, job in collect(opts, resolve_sources(opts)).jobs.items()}
 
 
 def elsewhere(job: Job, tmp_path: Path) -> Job:

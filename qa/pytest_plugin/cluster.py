@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from qa.distributed import ClusterError, Completed, Progress, dashboard_link, open_client, run_jobs
-from qa.pipeline import Collection, Job, JobOutcome, OutcomeStore, ProductOutcome, compute
+from qa.pipeline import Collection, Job, JobOutcome, OutcomeStore, ProductOutcome, compute, with_digests
 from qa.worker import WorkerJob, compute_on_worker
 
 PROGRESS_EVERY_S = 2.0
@@ -90,8 +90,9 @@ class DaskRun:
         self.plugin.store = OutcomeStore(self._load)
 
     def _worker_job(self, coll: Collection, job: Job) -> WorkerJob:
-        # Workers do not share the controller's working directory.
-        job = replace(job, directory=str(Path(job.directory).resolve()))
+        # Workers do not share the controller's working directory; they check the bytes they
+        # find or fetch against the controller's.
+        job = with_digests(replace(job, directory=str(Path(job.directory).resolve())))
         return WorkerJob(job=job, origin=coll.source(job.source).origin,
                          mast_url=self.plugin.options.mast_url)
 
@@ -117,7 +118,8 @@ def error_outcome(coll: Collection, job: Job, error: str) -> JobOutcome:
     """The outcome of a job that never returned: every planned product errs, named."""
     planned = [p for p in coll.products.values() if p.job == job.id]
     return JobOutcome(job=job.id, products=[
-        ProductOutcome(key=p.key, filters=p.filters, error=f"{p.key}: {error}") for p in planned])
+        ProductOutcome(key=p.key, filters=p.filters, error=f"{p.key}: {error}") for p in planned],
+        sha256=dict(zip(job.files, job.sha256)))
 
 
 class _Meter:

@@ -405,7 +405,7 @@ class QAPlugin:
             job = coll.jobs[case.job]
             outcome = self.store.get(job)
             rec = product_record(coll.products[case.product], job, coll, self._product_outcome(case),
-                                 outcome.error)
+                                 outcome.error, outcome.sha256)
             # A product's figures are its own, whichever of its cases reports it first.
             rec["figures"] = self._figure_paths(case)
             self._publish_cspec(case, rec)
