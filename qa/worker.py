@@ -11,9 +11,10 @@ its own cache (env ``HASP_QA_CACHE``, else ``<tmp>/hasp-qa-cache``):
 - a ``--data-dir`` has no other copy: the job is an error outcome that says the
   directory must be on storage the workers share.
 
-Either way every file must have the sha256 the controller collected: a file
-the archive reprocessed in between is an error for the job, never a result
-computed from other bytes than the ones planned.
+Either way every file must have the sha256 the controller took when it
+submitted the job (:func:`qa.pipeline.with_digests`): a file the archive
+reprocessed in between is an error for the job, never a result computed from
+other bytes than the ones planned.
 """
 from __future__ import annotations
 
