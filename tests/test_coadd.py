@@ -90,8 +90,8 @@ def test_a_job_computes_each_exposure_once(program, monkeypatch, tmp_path):
         return real(exp, instrument, detector)
 
     monkeypatch.setattr(coadd, "exposure_pixels", counting)
-    job = Job(id="x:8436", source="x", directory=str(files[0].parent), files=[f.name for f in files],
-              sha256=[""] * len(files), params=RunParams(), cache_dir=None)
+    job = Job(id="x:8436", source="x", directory=str(files[0].parent),
+              files=[f.name for f in files], sha256=[], params=RunParams(), cache_dir=None)
     outcome = compute(job)
     assert len(outcome.products) == 3 and all(p.error is None for p in outcome.products)
     assert sorted(computed) == sorted(f.name for f in files)

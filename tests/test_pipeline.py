@@ -66,7 +66,8 @@ def test_files_are_hashed_once_when_computed(data_dir, tmp_path, monkeypatch):
 
     hashed = []
     real = qa.pipeline.sha256_file
-    monkeypatch.setattr(qa.pipeline, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
+    monkeypatch.setattr(qa.pipeline, "sha256_file",
+                        lambda path: hashed.append(Path(path).name) or real(path))
     opts = options(data_dir, tmp_path / "cache")
     coll = collect(opts, resolve_sources(opts))
     assert hashed == []

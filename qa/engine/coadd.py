@@ -58,8 +58,9 @@ class Rows:
 
     Built once per run and setting (:func:`flatten_rows`), each exposure's
     quantities computed once; a product's rows are a :meth:`subset` of these and
-    flux-filter iterations select rows with a mask. Flagged pixels (``(DQ & SDQFLAGS) != 0``) hold ``-0.0`` in
-    the accumulated quantities, so that they change no sum, and are never tested.
+    flux-filter iterations select rows with a mask. Flagged pixels
+    (``(DQ & SDQFLAGS) != 0``) hold ``-0.0`` in the accumulated quantities, so
+    that they change no sum, and are never tested.
     Per-pixel values keep the archive's dtypes.
     """
 
@@ -120,7 +121,7 @@ class Rows:
                     source=(self, sel))
 
     def denominator(self, snrmax: float) -> np.ndarray:
-        """``max(ERROR, FLUX / snrmax)`` of every pixel, in float32 as the archive code has it.
+        """``max(ERROR, FLUX / snrmax)`` of every pixel, in FLUX's dtype as the archive code has it.
 
         It depends on the files only, not on the co-add: computed once per stack and
         ``snrmax``, whichever product and iteration asks.
@@ -320,7 +321,8 @@ def flatten_rows(datasets: list[Dataset], instrument: str, detector: str,
     for k in _ROW_FIELDS:
         if flat[k] is None:
             flat[k] = np.zeros(0)
-    return Rows(row_file=np.repeat([f for f, _, _ in layout], [k.size for _, _, k in layout]).astype(np.intp),
+    return Rows(row_file=np.repeat([f for f, _, _ in layout],
+                                   [kept.size for _, _, kept in layout]).astype(np.intp),
                 row_exp=[exp for _, exp, kept in layout for _ in kept],
                 row_index=np.concatenate([kept for _, _, kept in layout]) if layout
                 else np.zeros(0, dtype=np.intp),

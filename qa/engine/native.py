@@ -112,7 +112,7 @@ class RowsPool:
             if len({_column_dtypes(d) for d in files}) == 1:
                 try:
                     stack = flatten_rows(files, plan.instrument, plan.detector, _dropped(plan))
-                except Exception:  # noqa: BLE001 - each product then stacks its own files (and fails alone)
+                except Exception:  # noqa: BLE001 - then each product stacks its own files
                     stack = None
             self._stacks[key] = stack, {id(d): i for i, d in enumerate(files)}
         stack, position = self._stacks[key]
