@@ -25,16 +25,23 @@ def program(tmp_path_factory):
     return files, datasets
 
 
-def test_each_exposure_is_computed_once_per_run(program, monkeypatch):
-    files, _ = program
-    computed = []
+@pytest.fixture
+def computed(monkeypatch) -> list[str]:
+    """The files whose exposures the engine computes, one entry per call of the real
+    ``exposure_pixels``."""
+    names: list[str] = []
     real = coadd.exposure_pixels
 
     def counting(exp, instrument, detector):
-        computed.append(exp.path.name)
+        names.append(exp.path.name)
         return real(exp, instrument, detector)
 
     monkeypatch.setattr(coadd, "exposure_pixels", counting)
+    return names
+
+
+def test_each_exposure_is_computed_once_per_run(program, computed):
+    files, _ = program
     result = native.run(files)
     assert [p.level for p in result.products] == ["visit", "visit", "program"]
     assert sorted(computed) == sorted(f.name for f in files)   # one SCI extension each
@@ -77,19 +84,11 @@ def test_row_medians_equal_np_median_per_row(values, data):
     assert np.array_equal(got, expected, equal_nan=True)
 
 
-def test_a_job_computes_each_exposure_once(program, monkeypatch, tmp_path):
+def test_a_job_computes_each_exposure_once(program, computed):
     """The pytest path (qa.pipeline) shares one row stack between a program's products too."""
     from qa.pipeline import Job, RunParams, compute
 
     files, _ = program
-    computed = []
-    real = coadd.exposure_pixels
-
-    def counting(exp, instrument, detector):
-        computed.append(exp.path.name)
-        return real(exp, instrument, detector)
-
-    monkeypatch.setattr(coadd, "exposure_pixels", counting)
     job = Job(id="x:8436", source="x", directory=str(files[0].parent),
               files=[f.name for f in files], sha256=[], params=RunParams(), cache_dir=None)
     outcome = compute(job)
