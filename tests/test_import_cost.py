@@ -7,6 +7,7 @@ the engine, astropy, matplotlib and pytest-html are imported only by a QA run.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -48,7 +49,7 @@ def test_a_plain_pytest_run_loads_no_heavy_module(tmp_path):
     assert "1 passed" in proc.stdout
 
 
-def test_a_qa_run_does_not_load_hypothesis(tmp_path):
+def test_a_qa_run_does_not_load_hypothesis_or_warn(tmp_path):
     # Only check files are collected: hypothesis' pytest plugin, which imports hypothesis for
     # every process's terminal summary, is left out (it is installed, for the unit tests).
     code = ("import json, sys, pytest; code = pytest.main(['--demo', '-q', '-p', 'no:cacheprovider', "
@@ -59,3 +60,6 @@ def test_a_qa_run_does_not_load_hypothesis(tmp_path):
     code, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert code == 1, proc.stdout[-3000:]   # the demo's findings
     assert not loaded
+    # Nor does it warn (the nightly plugin module was once imported before pytest could
+    # rewrite its asserts).
+    assert not re.search(r"\d+ warnings? in ", proc.stdout), proc.stdout[-3000:]

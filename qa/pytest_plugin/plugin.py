@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from qa.engine import ENGINES
-from qa.pytest_plugin import nightly
 
 if TYPE_CHECKING:
     from qa.checks import Verdict
@@ -40,6 +39,8 @@ if TYPE_CHECKING:
     from qa.sources import Options, Source
 
 # Nightly discovery and the run history live in their own module (own options and hooks).
+# pytest imports it from here (not imported above, so that pytest can rewrite its asserts
+# without warning that it was imported first).
 pytest_plugins = ("qa.pytest_plugin.nightly",)
 RESULT_PROPERTY = "hasp_qa_result"
 PRODUCT_PROPERTY = "hasp_qa_product"
@@ -138,6 +139,8 @@ def review_dir(config: pytest.Config) -> Path | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from qa.pytest_plugin import nightly
+
     # Decided on the raw options, so that a run without them imports nothing more.
     if not (config.getoption("demo") or config.getoption("program") or config.getoption("data_dir")
             or nightly.active(config)):  # an empty night is a QA run too
