@@ -117,8 +117,12 @@ def write_scaled_copy(ds: Dataset, factors: dict[str, float], outdir: Path, note
     with fits.open(ds.path, mode="readonly", memmap=False) as out:
         for hdu in (h for h in out[1:] if h.header.get("EXTNAME") == "SCI"):
             factor = factors[exposure_key(ds, int(hdu.header.get("EXTVER", 1)))]
-            hdu.data["FLUX"] *= np.float32(factor)
-            hdu.data["ERROR"] *= np.float32(factor)
+            for name in ("FLUX", "ERROR"):
+                column = hdu.data[name]
+                if column.dtype.kind != "f":
+                    raise ValueError(f"{name} is stored as {column.dtype.name} (SCI extension "
+                                     f"{hdu.header.get('EXTVER', 1)}), which cannot hold scaled values")
+                column *= np.float32(factor)
             hdu.header["SCALEFAC"] = (factor, "hasp-qa: FLUX and ERROR multiplied by this")
         primary = out[0].header
         # Keywords, not HISTORY text, so that provenance survives FITS line wrapping; long

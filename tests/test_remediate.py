@@ -75,6 +75,24 @@ def test_remediation_writes_provenance_and_keeps_originals(real_dir, tmp_path):
     assert rem.snr_gain.median > 1.0 and rem.snr_gain.p5 <= rem.snr_gain.median <= rem.snr_gain.p95
 
 
+def test_an_integer_flux_column_is_a_reason_not_a_crash(real_dir, tmp_path):
+    paths = make_set(real_dir, tmp_path / "in", [1.0, 0.9, 0.75])
+    with fits.open(paths[1], memmap=False) as hdul:   # FLUX as integers (counts of 1e-15)
+        table = hdul[1]
+        cols = [fits.Column(name=c.name, unit=c.unit,
+                            format=f"{c.format.repeat}J" if c.name == "FLUX" else c.format,
+                            array=np.round(table.data[c.name] * 1e15).astype(np.int32)
+                            if c.name == "FLUX" else table.data[c.name]) for c in table.columns]
+        hdul[1] = fits.BinTableHDU.from_columns(cols, header=table.header)
+        hdul.writeto(paths[1], overwrite=True)
+    before = sha(paths[1])
+    product = native.run(tmp_path / "in").product("8016-G191B2B-STIS/E140M-visit03")
+    rem, fixed = remediate(product, [read_dataset(p) for p in paths], tmp_path / "out", native.run)
+    assert not rem.possible and fixed is None
+    assert "o5jy03020_x1d.fits" in rem.reason and "FLUX is stored as int32" in rem.reason
+    assert sha(paths[1]) == before
+
+
 def test_single_exposure_is_reported(real_dir, tmp_path):
     (path,) = make_set(real_dir, tmp_path, [1.0])
     product = native.run(tmp_path).products[0]

@@ -307,9 +307,11 @@ def flatten_rows(datasets: list[Dataset], instrument: str, detector: str,
             if flat[k] is None:
                 flat[k] = np.empty((nrows, width) if k in _MATRICES else nrows, dtype=v.dtype)
             elif np.result_type(flat[k], v) != flat[k].dtype:
-                # A file with wider columns (FLUX stored as float64, say): promote, as
-                # concatenating the matrices would.
-                flat[k] = flat[k].astype(np.result_type(flat[k], v))
+                # A file with wider columns (FLUX stored as float64, say): promote the rows
+                # written so far, as concatenating the matrices would.
+                wider = np.empty(flat[k].shape, dtype=np.result_type(flat[k], v))
+                wider[:start] = flat[k][:start]
+                flat[k] = wider
             if k not in _MATRICES:
                 flat[k][start:stop] = v[sel]
                 continue
