@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-from qa.archive.fetch import _Clock, _TimeoutAdapter, resolve_mast_url
+from qa.archive.fetch import Clock, TimeoutAdapter, resolve_mast_url
 
 INSTRUMENTS = "COS,STIS"
 CONDITIONS = {"sci_instrume": INSTRUMENTS, "sci_obs_type": "SPECTRUM", "sci_aec": "S",
@@ -163,7 +163,7 @@ def _client(mast_url: str, timeout: float) -> Any:
     service.TIMEOUT = timeout
     for scheme in ("http://", "https://"):
         # The search has no per-program deadline: only the per-request timeout applies.
-        service._session.mount(scheme, _TimeoutAdapter(_Clock("discovery", timeout, None)))
+        service._session.mount(scheme, TimeoutAdapter(Clock("discovery", timeout, None)))
     with _column_server(mast_url):
         client.get_column_list()  # cached on the instance; later queries validate against it
     return client

@@ -233,11 +233,11 @@ def fetch_program(program_id: str | int, cache_dir: str | Path, *,
         ``NoSpectraError``, ``ArchiveUnreachableError``, ``DownloadFailedError``,
         ``OfflineCacheError``, ``CacheBusyError`` or ``ArchiveDeadlineError``.
     """
-    program = _normalise_program(program_id)
-    clock = _Clock(program, timeout, deadline)
+    program = normalise_program(program_id)
+    clock = Clock(program, timeout, deadline)
     directory = Path(cache_dir).resolve() / program
     directory.mkdir(parents=True, exist_ok=True)
-    with _program_lock(directory, program, clock.cap(lock_timeout)):
+    with program_lock(directory, program, clock.cap(lock_timeout)):
         _remove_stale_downloads(directory)
         if offline:
             return _from_cache(program, directory)
@@ -245,8 +245,11 @@ def fetch_program(program_id: str | int, cache_dir: str | Path, *,
                              retries=retries, backoff=backoff, clock=clock)
 
 
-class _Clock:
-    """The program's time budget: per-request timeout, cut to what is left of the deadline."""
+class Clock:
+    """A time budget: per-request timeout, cut to what is left of the deadline.
+
+    Shared with :mod:`qa.archive.discovery`, whose queries get the same timeouts.
+    """
 
     def __init__(self, program: str, timeout: float, deadline: float | None) -> None:
         self.program, self.timeout, self.seconds = program, timeout, deadline
@@ -273,7 +276,7 @@ class _Clock:
 
 
 # -- helpers: cache ------------------------------------------------------------------
-def _normalise_program(program_id: str | int) -> str:
+def normalise_program(program_id: str | int) -> str:
     """The program ID as a string of digits (it also names a cache directory)."""
     program = str(program_id).strip()
     if not _PROGRAM_ID.fullmatch(program):
@@ -283,8 +286,9 @@ def _normalise_program(program_id: str | int) -> str:
 
 
 @contextmanager
-def _program_lock(directory: Path, program: str, timeout: float) -> Iterator[None]:
-    """Hold the program's cache lock: one run downloads, the others then reuse."""
+def program_lock(directory: Path, program: str, timeout: float) -> Iterator[None]:
+    """Hold the program's cache lock: one run downloads, the others then reuse
+    (:mod:`qa.archive.refresh` takes it too, to refresh a cached program)."""
     lock = FileLock(str(directory / ".lock"), timeout=timeout)
     try:
         with lock:
@@ -439,13 +443,13 @@ def _offline_problem(path: Path, product: dict[str, Any]) -> str | None:
 
 
 # -- helpers: archive ----------------------------------------------------------------
-class _TimeoutAdapter(HTTPAdapter):
+class TimeoutAdapter(HTTPAdapter):
     """Gives every request a timeout: astroquery's downloads pass none and could hang."""
 
-    def __init__(self, clock: _Clock | float) -> None:
+    def __init__(self, clock: Clock | float) -> None:
         super().__init__()
         # A plain number (other archive clients) is a per-request timeout without a deadline.
-        self.clock = clock if isinstance(clock, _Clock) else _Clock("", float(clock), None)
+        self.clock = clock if isinstance(clock, Clock) else Clock("", float(clock), None)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         # astroquery's queries pass their own (10-minute) timeout: ours always wins.
@@ -453,7 +457,7 @@ class _TimeoutAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def _client(mast_url: str, clock: _Clock) -> Any:
+def _client(mast_url: str, clock: Clock) -> Any:
     """A fresh astroquery ``ObservationsClass`` talking to ``mast_url``.
 
     The request URLs are class attributes built from ``conf.server`` at import; setting
@@ -471,7 +475,7 @@ def _client(mast_url: str, clock: _Clock) -> Any:
     portal.MAST_BUNDLE_URL = f"{mast_url}/api/v0.1/Download/bundle"
     portal._column_configs = {}
     for scheme in ("http://", "https://"):
-        client._session.mount(scheme, _TimeoutAdapter(clock))
+        client._session.mount(scheme, TimeoutAdapter(clock))
     return client
 
 
@@ -485,7 +489,7 @@ def _is_transient(err: Exception) -> bool:
 
 
 def _with_retries(call: Callable[[], T], what: str, program: str, mast_url: str, *,
-                  retries: int, backoff: float, clock: _Clock) -> T:
+                  retries: int, backoff: float, clock: Clock) -> T:
     """Run an archive query, retrying transient failures with exponential back-off."""
     attempt = 0
     while True:
@@ -597,7 +601,7 @@ def _download_once(client: Any, product: Table, entry: _Entry, directory: Path) 
 
 
 def _download(client: Any, product: Table, entry: _Entry, directory: Path, *,
-              retries: int, backoff: float, clock: _Clock) -> None:
+              retries: int, backoff: float, clock: Clock) -> None:
     """Download with bounded retries; sets ``entry.status`` (and ``reason`` on failure)."""
     problem = None
     for attempt in range(retries + 1):
@@ -630,7 +634,7 @@ def _reuse(entry: _Entry, directory: Path, known: dict[str, str]) -> bool:
 
 
 def _fetch_online(program: str, directory: Path, mast_url: str, *, retries: int,
-                  backoff: float, clock: _Clock) -> FetchResult:
+                  backoff: float, clock: Clock) -> FetchResult:
     """Query, download what the cache lacks, write the manifest."""
     client = _client(mast_url, clock)
     try:

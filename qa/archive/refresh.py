@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from qa.archive.fetch import _normalise_program, _program_lock
+from qa.archive.fetch import normalise_program, program_lock
 
 RECORD_NAME = "rearchived.json"
 
@@ -39,12 +39,12 @@ def forget_rearchived(cache_dir: str | Path, program: str, archived: dict[str, s
     list of str
         The file names deleted.
     """
-    directory = Path(cache_dir).resolve() / _normalise_program(program)
+    directory = Path(cache_dir).resolve() / normalise_program(program)
     if not directory.is_dir():
         return []  # nothing cached: the fetch downloads everything anyway
     record_path = directory / RECORD_NAME
     deleted = []
-    with _program_lock(directory, program, lock_timeout):
+    with program_lock(directory, program, lock_timeout):
         try:
             record = json.loads(record_path.read_text())
         except (OSError, json.JSONDecodeError):
