@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from qa.engine.grouping import product_keys_of
-from qa.errors import InputError
-from qa.io.reader import find_spectra, read_dataset, validate_dataset
+from qa.engine.native import load_datasets
+from qa.io.reader import find_spectra
 from qa.results import EngineResult, KeywordFilter, Product, Rejection, RowStat
 
 ENGINE_NAME = "hasp"
@@ -119,15 +119,10 @@ def _stage(inputs: str | Path | list, tmp: Path
     stage = tmp / (directory.resolve().name or "inputs")
     stage.mkdir()
     names: dict[str, str] = {}
-    errors: dict[str, str] = {}
     datasets: dict[str, object] = {}
-    for path in paths:
-        try:
-            ds = read_dataset(path)
-            validate_dataset(ds)
-        except InputError as exc:
-            errors[path.name] = exc.problem
-            continue
+    loaded, errors = load_datasets(paths)   # the files both engines refuse, by the same rules
+    for ds in loaded:
+        path = Path(ds.path)
         staged = path.name[:-3] if path.name.endswith(".gz") else path.name
         if staged in names:
             errors[path.name] = f"same name as {names[staged]} once decompressed: HASP reads one directory"
