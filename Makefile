@@ -52,10 +52,10 @@ fuzz: $(STAMP)
 	$(BIN)/python -m tests.differential $(FUZZ_ARGS)
 # A 200-product night against the loopback archive, files cached, without and with -n 2.
 bench-nightly: $(STAMP)
-	$(BIN)/python -m qa.bench_nightly
+	$(BIN)/python -m qa.bench.nightly
 # 200 generated products: plain vs -n 2 vs --dask=local:2, time split, whole-archive projection.
 bench-cluster: $(STAMP)
-	$(BIN)/python -m qa.bench_cluster
+	$(BIN)/python -m qa.bench.cluster
 
 # What every pytest run in the venv pays for hasp-qa's two pytest11 entry points (microseconds,
 # cumulative; pytest itself is imported first so that it is not counted).
@@ -66,4 +66,4 @@ importtime: $(STAMP)
 # Whole pytest runs: peak RSS 40 vs 160 products, -n 2 vs serial on 50 products,
 # results JSON size/RSS for 1,500 exposures, --collect-only vs the full demo run.
 bench-runs: $(STAMP)
-	$(BIN)/python -m qa.runbench memory xdist scale collect
+	$(BIN)/python -m qa.bench.runs memory xdist scale collect

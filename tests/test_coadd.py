@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qa.bench import e140m_program
+from qa.bench.engine import e140m_program
 from qa.engine import coadd, native
 from qa.engine.grouping import plan_products
 

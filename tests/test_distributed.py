@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 from distributed import Client
 
-from qa.bench_cluster import generate
+from qa.bench.cluster import generate
 from qa.distributed import ClusterError, open_client, parse_address, run_jobs
 from qa.pipeline import Job, collect, compute
 from qa.pytest_plugin.plugin import PROJECT_CHECKS

@@ -1,6 +1,6 @@
-"""Benchmarks of whole pytest runs (orchestration, not the engine: see ``qa.bench``).
+"""Benchmarks of whole pytest runs (orchestration, not the engine: see ``qa.bench.engine``).
 
-``python -m qa.runbench CASE`` prints one JSON line per measurement:
+``python -m qa.bench.runs CASE`` prints one JSON line per measurement:
 
 * ``memory``  -- peak RSS of a 40- and a 160-product run (generated COS programs,
   3 exposures each, a quarter with a dim exposure that gets remediated) and their ratio;
@@ -155,7 +155,7 @@ CASES = {"memory": bench_memory, "xdist": bench_xdist, "scale": bench_scale,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qa.runbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m qa.bench.runs", description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=sorted(CASES), nargs="+")
     args = parser.parse_args(argv)
     for case in args.case:

@@ -1,6 +1,6 @@
 """Benchmark: a nightly run of N products against the loopback archive, files cached.
 
-``python -m qa.bench_nightly [--programs 20] [--visits 9] [--workers 0 2]`` writes
+``python -m qa.bench.nightly [--programs 20] [--visits 9] [--workers 0 2]`` writes
 ``programs x visits x 2`` synthetic STIS G140L exposures (each program: one product
 per visit plus the program product, so 20 x 9 gives 200 products), serves them with
 release dates in one night, fetches them once (warm-up), then times the night as cron
@@ -63,7 +63,7 @@ def night(workdir: Path, cache: Path, server: MastServer, workers: int, tag: str
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m qa.bench_nightly", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m qa.bench.nightly", description=__doc__)
     parser.add_argument("--programs", type=int, default=20)
     parser.add_argument("--visits", type=int, default=9)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],

@@ -7,7 +7,7 @@ least any engine run costs; ``floor_ratio`` is the native time over it. The
 printed ``agree`` is :func:`qa.engine.parity.differences` with rtol 1e-6 and
 ``bit_identical`` the same with rtol 0. The large cases run hasp only with
 ``--reference`` (minutes each). ``python -m qa.bench figures`` and ``python -m qa.bench
-report`` run the report side's benchmarks (:mod:`qa.render.bench`).
+report`` run the report side's benchmarks (:mod:`qa.bench.report`).
 """
 from __future__ import annotations
 
@@ -95,9 +95,6 @@ def run_case(name: str, files: list[Path], repeat: int, with_reference: bool) ->
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["figures"], ["report"]):
-        from qa.render.bench import main as report_bench  # the report side's benchmarks
-        return report_bench(argv)
     parser = argparse.ArgumentParser(prog="python -m qa.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timing runs of the native engine "
                         "(best is kept; the reference runs a third as often)")

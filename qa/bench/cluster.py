@@ -1,6 +1,6 @@
 """Benchmark: one QA run over generated programs, plain, ``-n 2`` and ``--dask=local:2``.
 
-Run ``python -m qa.bench_cluster`` (``make bench-cluster``). It prints one JSON
+Run ``python -m qa.bench.cluster`` (``make bench-cluster``). It prints one JSON
 line per measurement:
 
 - ``run``: wall time of the same pytest QA run plain, with ``-n 2`` and with
@@ -192,7 +192,7 @@ def projection(products: int, split_: dict, runs: dict, overhead: dict, workers:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qa.bench_cluster",
+    parser = argparse.ArgumentParser(prog="python -m qa.bench.cluster",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from qa.bench import cos_g130m_program, demo_e140m_visit
+from qa.bench.engine import cos_g130m_program, demo_e140m_visit
 from qa.engine import native
 from qa.io.reader import read_dataset
 from qa.remediate import remediate
