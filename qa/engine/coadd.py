@@ -456,8 +456,7 @@ def row_statistics(rows: Rows, active: np.ndarray, co: Coadd, snrmax: float) -> 
     if active.sum() == 1:
         # "single-row" quirk: never tested, statistic 0.
         return RowStatistics(n=n, median_deviation=median, scaled_median=median.copy())
-    sel = _selector(active)
-    idx = co.idx
+    sel, idx = co.rows, co.idx   # the rows and bins the co-add was made of
     flux = rows.flux[sel]
     # A row's pixel in a bin only its own exposure covers is skipped.
     qualifies = np.take(co.eff_exptime, idx) != rows.row_exptime[sel][:, None]
