@@ -96,15 +96,20 @@ def _writer(target: str, n: int) -> None:
     store.close()
 
 
-def test_concurrent_writers_lose_nothing(target: str) -> None:
-    HistoryStore(target).close()  # the schema exists; the writers race on data only
+def _run_writers(target: str, processes: int, runs: int) -> list[int | None]:
+    """Exit codes of ``processes`` spawned processes that each write ``runs`` runs at once."""
     ctx = multiprocessing.get_context("spawn")
-    writers = [ctx.Process(target=_writer, args=(target, 5)) for _ in range(4)]
+    writers = [ctx.Process(target=_writer, args=(target, runs)) for _ in range(processes)]
     for w in writers:
         w.start()
     for w in writers:
         w.join(120)
-    assert [w.exitcode for w in writers] == [0, 0, 0, 0]
+    return [w.exitcode for w in writers]
+
+
+def test_concurrent_writers_lose_nothing(target: str) -> None:
+    HistoryStore(target).close()  # the schema exists; the writers race on data only
+    assert _run_writers(target, 4, 5) == [0, 0, 0, 0]
     store = HistoryStore(target)
     try:
         done = store.runs()
@@ -117,13 +122,7 @@ def test_concurrent_writers_lose_nothing(target: str) -> None:
 
 
 def test_concurrent_first_open_migrates_once(target: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    writers = [ctx.Process(target=_writer, args=(target, 1)) for _ in range(3)]
-    for w in writers:
-        w.start()
-    for w in writers:
-        w.join(120)
-    assert [w.exitcode for w in writers] == [0, 0, 0]
+    assert _run_writers(target, 3, 1) == [0, 0, 0]
     store = HistoryStore(target)
     try:
         with store.engine.connect() as conn:
